@@ -1,0 +1,359 @@
+//! The HTTP/JSON API of a node.
+//!
+//! Design note: reads come only from what execution has committed (the block store, the state
+//! tree at an executed height, certified checkpoints); the only write is admission into the
+//! mempool, after the same checks execution applies (decode within a size bound, chain id,
+//! signature, nonce). Every error is JSON `{ "code", "message" }` with a stable code.
+
+mod openapi;
+mod types;
+
+pub use types::*;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use netchain_crypto::verify_transaction;
+use netchain_execution::account_key;
+use netchain_node::Shared;
+use netchain_types::{codec, Digest, PublicKey, SignedTransaction, TxOutcome};
+use std::sync::Arc;
+
+/// An API error: HTTP status, stable code, message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            message.to_string(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code.to_string(),
+            message: self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// The router of all endpoints.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/transactions", post(submit))
+        .route("/v1/transactions/batch", post(submit_batch))
+        .route("/v1/transactions/{id}", get(tx_status))
+        .route("/v1/accounts/{key}", get(account))
+        .route("/v1/blocks/{height}", get(block))
+        .route("/v1/status", get(status))
+        .route("/v1/checkpoints/latest", get(latest_checkpoint))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .with_state(shared)
+}
+
+/// Serves the API until the process ends.
+pub async fn serve(shared: Arc<Shared>, address: &str) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tracing::info!(%address, "api listening");
+    axum::serve(listener, router(shared)).await
+}
+
+fn decode_tx(shared: &Shared, input: TxInput) -> Result<SignedTransaction, ApiError> {
+    match input {
+        TxInput::Hex(hex) => {
+            let bytes = hex::decode(hex.trim_start_matches("0x"))
+                .map_err(|e| ApiError::bad("malformed", format!("tx hex: {e}")))?;
+            if bytes.len() > shared.tx_bytes_max {
+                return Err(ApiError::bad(
+                    "oversize",
+                    format!("{} bytes, limit {}", bytes.len(), shared.tx_bytes_max),
+                ));
+            }
+            codec::decode(&bytes, shared.tx_bytes_max)
+                .map_err(|e| ApiError::bad("malformed", e.to_string()))
+        }
+        TxInput::Json(tx) => {
+            let len = codec::encode(&tx).len();
+            if len > shared.tx_bytes_max {
+                return Err(ApiError::bad(
+                    "oversize",
+                    format!("{len} bytes, limit {}", shared.tx_bytes_max),
+                ));
+            }
+            Ok(tx)
+        }
+    }
+}
+
+/// Checks a transaction and admits it to the mempool.
+fn admit(shared: &Shared, tx: SignedTransaction) -> Result<Digest, ApiError> {
+    if tx.tx.chain_id != shared.chain_id {
+        return Err(ApiError::bad(
+            "wrong_chain",
+            format!(
+                "transaction for chain {:?}, this is {:?}",
+                tx.tx.chain_id, shared.chain_id
+            ),
+        ));
+    }
+    verify_transaction(&tx).map_err(|e| ApiError::bad("bad_signature", e.to_string()))?;
+    let height = shared.status().height;
+    let account = shared
+        .executor
+        .account(&tx.tx.sender, height)
+        .map_err(ApiError::internal)?;
+    let id = tx.id();
+    shared
+        .mempool
+        .lock()
+        .expect("mempool lock")
+        .insert(tx, account.nonce)
+        .map_err(|e| {
+            let status = if e.code() == "mempool_full" {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            ApiError::new(status, e.code(), e.to_string())
+        })?;
+    Ok(id)
+}
+
+async fn submit(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::bad("malformed", e.body_text()))?;
+    let tx = decode_tx(&shared, req.into_input()?)?;
+    let tx_id = admit(&shared, tx)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SubmitResponse {
+            tx_id,
+            status: "pending".into(),
+        }),
+    ))
+}
+
+async fn submit_batch(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Json<BatchRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<BatchResponse> {
+    let Json(req) = body.map_err(|e| ApiError::bad("malformed", e.body_text()))?;
+    let inputs = req.into_inputs();
+    if inputs.len() > shared.submit_batch_max {
+        return Err(ApiError::bad(
+            "oversize",
+            format!(
+                "{} transactions, limit {}",
+                inputs.len(),
+                shared.submit_batch_max
+            ),
+        ));
+    }
+    let mut results = Vec::with_capacity(inputs.len());
+    let (mut accepted, mut rejected) = (0, 0);
+    for input in inputs {
+        let result = decode_tx(&shared, input).and_then(|tx| admit(&shared, tx));
+        results.push(match result {
+            Ok(id) => {
+                accepted += 1;
+                BatchItem {
+                    tx_id: Some(id),
+                    accepted: true,
+                    code: None,
+                    message: None,
+                }
+            }
+            Err(e) => {
+                rejected += 1;
+                BatchItem {
+                    tx_id: None,
+                    accepted: false,
+                    code: Some(e.code.to_string()),
+                    message: Some(e.message),
+                }
+            }
+        });
+    }
+    Ok(Json(BatchResponse {
+        accepted,
+        rejected,
+        results,
+    }))
+}
+
+fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e| ApiError::bad("malformed", format!("{what}: {e}")))
+}
+
+async fn tx_status(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> ApiResult<TxStatusResponse> {
+    let id: Digest = parse("transaction id", &id)?;
+    if let Some(r) = shared.store.receipt(&id).map_err(ApiError::internal)? {
+        let (status, code, message) = match r.outcome {
+            TxOutcome::Applied => ("committed", None, None),
+            TxOutcome::Rejected { code, message } => ("rejected", Some(code), Some(message)),
+        };
+        return Ok(Json(TxStatusResponse {
+            tx_id: id,
+            status: status.into(),
+            height: Some(r.height),
+            index: Some(r.index),
+            code,
+            message,
+        }));
+    }
+    if shared.mempool.lock().expect("mempool lock").contains(&id) {
+        return Ok(Json(TxStatusResponse {
+            tx_id: id,
+            status: "pending".into(),
+            height: None,
+            index: None,
+            code: None,
+            message: None,
+        }));
+    }
+    Err(ApiError::not_found(format!("transaction {id} unknown")))
+}
+
+async fn account(
+    State(shared): State<Arc<Shared>>,
+    Path(key): Path<String>,
+    Query(q): Query<AccountQuery>,
+) -> ApiResult<AccountResponse> {
+    let pk: PublicKey = parse("account key", &key)?;
+    let height = shared.status().height;
+    let acct = shared
+        .executor
+        .account(&pk, height)
+        .map_err(ApiError::internal)?;
+    let proof = if q.proof.unwrap_or(false) {
+        let cert = shared
+            .store
+            .latest_checkpoint()
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_checkpoint",
+                    "no certified checkpoint yet; retry shortly",
+                )
+            })?;
+        let (value, proof) = shared
+            .executor
+            .state()
+            .get_with_proof(&account_key(&pk), cert.checkpoint.height)
+            .map_err(ApiError::internal)?;
+        Some(AccountProof {
+            height: cert.checkpoint.height,
+            account_hex: value.map(hex::encode),
+            state_proof_hex: hex::encode(proof.0),
+            checkpoint: cert,
+        })
+    } else {
+        None
+    };
+    Ok(Json(AccountResponse {
+        public_key: pk,
+        balance: acct.balance,
+        nonce: acct.nonce,
+        height,
+        proof,
+    }))
+}
+
+async fn block(
+    State(shared): State<Arc<Shared>>,
+    Path(height): Path<String>,
+) -> ApiResult<BlockResponse> {
+    let height: u64 = if height == "latest" {
+        shared.status().height
+    } else {
+        parse("height", &height)?
+    };
+    let block = shared
+        .store
+        .block_at(height)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no committed block at height {height}")))?;
+    let root = shared
+        .executor
+        .state()
+        .root(height)
+        .map_err(ApiError::internal)?
+        .map(Digest);
+    Ok(Json(BlockResponse::from_block(&block, root)))
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Json<StatusResponse> {
+    let s = shared.status();
+    let mempool_size = shared.mempool.lock().expect("mempool lock").len();
+    Json(StatusResponse {
+        chain_id: shared.chain_id.clone(),
+        validator_index: shared.me,
+        height: s.height,
+        block_id: s.block_id,
+        state_root: s.state_root,
+        round: s.round,
+        committed_txs_total: s.committed_txs_total,
+        last_block_time_ms: s.last_block_time_ms,
+        last_commit_time_ms: s.last_commit_time_ms,
+        last_commit_latency_ms: s.last_commit_latency_ms,
+        certified_height: s.certified_height,
+        mempool_size,
+        peers_connected: shared
+            .network
+            .peers_connected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        validators: shared.committee().validators.clone(),
+    })
+}
+
+async fn latest_checkpoint(
+    State(shared): State<Arc<Shared>>,
+) -> ApiResult<netchain_types::CertifiedCheckpoint> {
+    shared
+        .store
+        .latest_checkpoint()
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("no certified checkpoint yet"))
+}

@@ -1,0 +1,113 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`.
+
+use serde_json::{json, Value};
+
+fn error_responses() -> Value {
+    json!({
+        "400": { "description": "Bad input", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+        "404": { "description": "Not found", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+        "503": { "description": "Unavailable (mempool full, no checkpoint yet)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+    })
+}
+
+fn ok(schema: &str) -> Value {
+    json!({ "description": "OK", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+}
+
+fn responses(code: &str, schema: &str) -> Value {
+    let mut r = error_responses();
+    r[code] = ok(schema);
+    r
+}
+
+/// The document.
+pub fn document() -> Value {
+    let hex32 = json!({ "type": "string", "pattern": "^[0-9a-f]{64}$" });
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "netchain node API", "version": env!("CARGO_PKG_VERSION") },
+        "paths": {
+            "/v1/transactions": { "post": {
+                "summary": "Submit one signed transaction",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SubmitRequest" } } } },
+                "responses": responses("202", "SubmitResponse")
+            }},
+            "/v1/transactions/batch": { "post": {
+                "summary": "Submit many signed transactions in one request",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BatchRequest" } } } },
+                "responses": responses("200", "BatchResponse")
+            }},
+            "/v1/transactions/{id}": { "get": {
+                "summary": "Status of a transaction: pending, committed at a height, or rejected with a reason",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": hex32 }],
+                "responses": responses("200", "TxStatus")
+            }},
+            "/v1/accounts/{key}": { "get": {
+                "summary": "Balance and nonce; with proof=true, a Merkle proof against the latest certified checkpoint",
+                "parameters": [
+                    { "name": "key", "in": "path", "required": true, "schema": hex32 },
+                    { "name": "proof", "in": "query", "required": false, "schema": { "type": "boolean" } }
+                ],
+                "responses": responses("200", "Account")
+            }},
+            "/v1/blocks/{height}": { "get": {
+                "summary": "A committed block by height (or 'latest')",
+                "parameters": [{ "name": "height", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": responses("200", "Block")
+            }},
+            "/v1/status": { "get": { "summary": "Chain status", "responses": { "200": ok("Status") } } },
+            "/v1/checkpoints/latest": { "get": {
+                "summary": "The newest checkpoint certified by a quorum of validators",
+                "responses": responses("200", "CertifiedCheckpoint")
+            }}
+        },
+        "components": { "schemas": {
+            "Error": { "type": "object", "required": ["code", "message"], "properties": {
+                "code": { "type": "string", "description": "Stable code: malformed, oversize, wrong_chain, bad_signature, duplicate, nonce_too_low, nonce_too_high, nonce_in_use, mempool_full, not_found, no_checkpoint, internal" },
+                "message": { "type": "string" } } },
+            "SignedTransaction": { "type": "object", "required": ["tx", "signature"], "properties": {
+                "tx": { "type": "object", "required": ["chain_id", "sender", "nonce", "payload"], "properties": {
+                    "chain_id": { "type": "string" }, "sender": hex32, "nonce": { "type": "integer" },
+                    "payload": { "type": "object", "required": ["type", "to", "amount"], "properties": {
+                        "type": { "const": "transfer" }, "to": hex32, "amount": { "type": "integer", "minimum": 1 } } } } },
+                "signature": { "type": "string", "pattern": "^[0-9a-f]{128}$" } } },
+            "SubmitRequest": { "type": "object", "description": "Exactly one of tx_hex (borsh encoding) and tx", "properties": {
+                "tx_hex": { "type": "string" }, "tx": { "$ref": "#/components/schemas/SignedTransaction" } }, "additionalProperties": false },
+            "SubmitResponse": { "type": "object", "required": ["tx_id", "status"], "properties": { "tx_id": hex32, "status": { "const": "pending" } } },
+            "BatchRequest": { "type": "object", "properties": {
+                "txs_hex": { "type": "array", "items": { "type": "string" } },
+                "txs": { "type": "array", "items": { "$ref": "#/components/schemas/SignedTransaction" } } }, "additionalProperties": false },
+            "BatchResponse": { "type": "object", "required": ["accepted", "rejected", "results"], "properties": {
+                "accepted": { "type": "integer" }, "rejected": { "type": "integer" },
+                "results": { "type": "array", "items": { "type": "object", "required": ["accepted"], "properties": {
+                    "tx_id": { "type": ["string", "null"] }, "accepted": { "type": "boolean" },
+                    "code": { "type": ["string", "null"] }, "message": { "type": ["string", "null"] } } } } } },
+            "TxStatus": { "type": "object", "required": ["tx_id", "status"], "properties": {
+                "tx_id": hex32, "status": { "enum": ["pending", "committed", "rejected"] },
+                "height": { "type": ["integer", "null"] }, "index": { "type": ["integer", "null"] },
+                "code": { "type": ["string", "null"] }, "message": { "type": ["string", "null"] } } },
+            "Account": { "type": "object", "required": ["public_key", "balance", "nonce", "height"], "properties": {
+                "public_key": hex32, "balance": { "type": "integer" }, "nonce": { "type": "integer" }, "height": { "type": "integer" },
+                "proof": { "oneOf": [{ "type": "null" }, { "type": "object", "required": ["height", "state_proof_hex", "checkpoint"], "properties": {
+                    "height": { "type": "integer" }, "account_hex": { "type": ["string", "null"] }, "state_proof_hex": { "type": "string" },
+                    "checkpoint": { "$ref": "#/components/schemas/CertifiedCheckpoint" } } }] } } },
+            "Block": { "type": "object", "required": ["height", "id", "round", "parent_id", "author", "timestamp_ms", "tx_count", "transactions"], "properties": {
+                "height": { "type": "integer" }, "id": hex32, "round": { "type": "integer" }, "parent_id": hex32,
+                "author": { "type": "integer" }, "timestamp_ms": { "type": "integer" }, "qc_round": { "type": "integer" },
+                "qc_signers": { "type": "array", "items": { "type": "integer" } },
+                "state_root": { "type": ["string", "null"] }, "tx_count": { "type": "integer" },
+                "transactions": { "type": "array", "items": hex32 } } },
+            "CertifiedCheckpoint": { "type": "object", "required": ["checkpoint", "signatures"], "properties": {
+                "checkpoint": { "type": "object", "required": ["chain_id", "height", "block_id", "state_root"], "properties": {
+                    "chain_id": { "type": "string" }, "height": { "type": "integer" }, "block_id": hex32, "state_root": hex32 } },
+                "signatures": { "type": "array", "items": { "type": "array", "prefixItems": [{ "type": "integer" }, { "type": "string" }] } } } },
+            "Status": { "type": "object", "required": ["chain_id", "height", "round", "validators"], "properties": {
+                "chain_id": { "type": "string" }, "validator_index": { "type": "integer" }, "height": { "type": "integer" },
+                "block_id": hex32, "state_root": hex32, "round": { "type": "integer" },
+                "committed_txs_total": { "type": "integer" }, "last_block_time_ms": { "type": "integer" },
+                "last_commit_time_ms": { "type": "integer" }, "last_commit_latency_ms": { "type": "integer" },
+                "certified_height": { "type": "integer" }, "mempool_size": { "type": "integer" },
+                "peers_connected": { "type": "integer" }, "validators": { "type": "array" } } }
+        }}
+    })
+}

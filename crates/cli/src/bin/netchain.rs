@@ -1,0 +1,333 @@
+//! `netchain`: keys, genesis, a local network in one command, transactions, queries, proofs.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use netchain_cli::layout::{self, LayoutParams};
+use netchain_cli::parse_duration;
+use netchain_cli::testnet::{self, TestnetOptions};
+use netchain_client::{verify_account_proof, Client};
+use netchain_config::Genesis;
+use netchain_crypto::{sign_transaction, KeyFile, Keypair};
+use netchain_types::{Digest, Payload, PublicKey, Transaction};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// netchain: a permissioned BFT blockchain.
+#[derive(Parser)]
+#[command(name = "netchain", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Key management.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Writes a genesis, validator keys and node files for a local network.
+    Genesis(GenesisArgs),
+    /// Starts a local network of validator processes with a demo load and a live status line.
+    Testnet(TestnetArgs),
+    /// Sends transactions.
+    #[command(subcommand)]
+    Tx(TxCommand),
+    /// Reads from a node.
+    #[command(subcommand)]
+    Query(QueryCommand),
+    /// Verifies an account's proof using only the committee keys from a genesis file.
+    Verify(VerifyArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Creates a key pair and writes it to a key file.
+    New {
+        /// Key file to write.
+        #[arg(long, default_value = "key.json")]
+        out: PathBuf,
+    },
+    /// Prints the public key of a key file.
+    Show {
+        /// Key file.
+        #[arg(long, default_value = "key.json")]
+        key: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+struct LayoutArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Chain id.
+    #[arg(long, default_value = "netchain-local")]
+    chain_id: String,
+    /// Funded demo accounts (keys derived from the chain id: for local use only).
+    #[arg(long, default_value_t = 1000)]
+    accounts: usize,
+    /// Balance of each demo account.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    balance: u64,
+    /// First P2P port (validator i uses base + i).
+    #[arg(long, default_value_t = 7100)]
+    p2p_port: u16,
+    /// First API port (validator i uses base + i).
+    #[arg(long, default_value_t = 8100)]
+    api_port: u16,
+}
+
+impl LayoutArgs {
+    fn params(&self) -> LayoutParams {
+        LayoutParams {
+            chain_id: self.chain_id.clone(),
+            validators: self.validators,
+            accounts: self.accounts,
+            balance: self.balance,
+            p2p_base_port: self.p2p_port,
+            api_base_port: self.api_port,
+            host: "127.0.0.1".into(),
+        }
+    }
+}
+
+#[derive(Args)]
+struct GenesisArgs {
+    /// Folder to write into.
+    #[arg(long, default_value = "testnet-data")]
+    dir: PathBuf,
+    #[command(flatten)]
+    layout: LayoutArgs,
+}
+
+#[derive(Args)]
+struct TestnetArgs {
+    /// Data folder (wiped and rewritten unless --keep).
+    #[arg(long, default_value = "testnet-data")]
+    dir: PathBuf,
+    /// Resume the network already in --dir instead of starting a new chain.
+    #[arg(long)]
+    keep: bool,
+    /// Offered demo load in transactions per second (0 for none).
+    #[arg(long, default_value_t = 1000)]
+    load: u64,
+    /// Run this long, print a summary and exit (e.g. 30s, 2m); default: until Ctrl-C.
+    #[arg(long = "for", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    #[command(flatten)]
+    layout: LayoutArgs,
+}
+
+#[derive(Subcommand)]
+enum TxCommand {
+    /// Transfers the native asset.
+    Transfer {
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        node: String,
+        /// Sender key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Recipient public key (hex).
+        #[arg(long)]
+        to: PublicKey,
+        /// Amount.
+        #[arg(long)]
+        amount: u64,
+        /// Nonce (default: the account's next nonce).
+        #[arg(long)]
+        nonce: Option<u64>,
+        /// Wait until the transaction is committed or rejected.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueryCommand {
+    /// An account's balance and nonce (with --proof, its Merkle proof).
+    Account {
+        /// Public key (hex).
+        key: PublicKey,
+        /// Include the proof.
+        #[arg(long)]
+        proof: bool,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        node: String,
+    },
+    /// A committed block by height (or "latest").
+    Block {
+        /// Height.
+        height: String,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        node: String,
+    },
+    /// A transaction's status.
+    Tx {
+        /// Transaction id (hex).
+        id: Digest,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        node: String,
+    },
+    /// The node's chain status.
+    Status {
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        node: String,
+    },
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Account public key (hex).
+    #[arg(long)]
+    account: PublicKey,
+    /// Genesis file holding the committee.
+    #[arg(long, default_value = "testnet-data/genesis.json")]
+    genesis: PathBuf,
+    /// Node API address to fetch the proof from.
+    #[arg(long, default_value = "127.0.0.1:8100")]
+    node: String,
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn transfer(
+    node: String,
+    key: PathBuf,
+    to: PublicKey,
+    amount: u64,
+    nonce: Option<u64>,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let kp: Keypair = KeyFile::load(&key)?;
+    let client = Client::new(&node);
+    let status = client.status().await.context("reading node status")?;
+    let nonce = match nonce {
+        Some(n) => n,
+        None => client.account(&kp.public(), false).await?.nonce,
+    };
+    let tx = sign_transaction(
+        &kp,
+        Transaction {
+            chain_id: status.chain_id,
+            sender: kp.public(),
+            nonce,
+            payload: Payload::Transfer { to, amount },
+        },
+    );
+    let resp = client.submit(&tx).await?;
+    println!("submitted {} (nonce {nonce})", resp.tx_id);
+    if !wait {
+        return Ok(());
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Some(s) = client.tx_status(&resp.tx_id).await? {
+            if s.status != "pending" {
+                print_json(&s)?;
+                if s.status == "rejected" {
+                    bail!("transaction rejected");
+                }
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("not committed within 60 s")
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let genesis = Genesis::load(&args.genesis)?;
+    let client = Client::new(&args.node);
+    let resp = client.account(&args.account, true).await?;
+    match verify_account_proof(&genesis.committee, &genesis.chain_id, &args.account, &resp) {
+        Ok(v) => {
+            let (balance, nonce) = v.account.map_or((0, 0), |a| (a.balance, a.nonce));
+            println!(
+                "verified: account {} has balance {balance}, nonce {nonce} at height {} (state root {}, certified by {} of {} validators)",
+                args.account,
+                v.height,
+                v.state_root,
+                resp.proof.as_ref().map_or(0, |p| p.checkpoint.signatures.len()),
+                genesis.committee.size()
+            );
+            Ok(())
+        }
+        Err(e) => bail!("proof does NOT verify: {e}"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Keys(KeysCommand::New { out }) => {
+            anyhow::ensure!(
+                !out.exists(),
+                "{} exists; not overwriting a key",
+                out.display()
+            );
+            let kp = Keypair::generate();
+            KeyFile::from_keypair(&kp).save(&out)?;
+            println!("{}", kp.public());
+        }
+        Command::Keys(KeysCommand::Show { key }) => {
+            println!("{}", KeyFile::load(&key)?.public());
+        }
+        Command::Genesis(args) => {
+            let l = layout::write(&args.dir, &args.layout.params())?;
+            println!(
+                "wrote {} ({} validators, {} funded accounts, supply {})",
+                l.genesis_file().display(),
+                l.genesis.committee.size(),
+                l.genesis.accounts.len(),
+                l.genesis.supply()
+            );
+        }
+        Command::Testnet(args) => {
+            let ok = testnet::run(TestnetOptions {
+                layout: args.layout.params(),
+                dir: args.dir,
+                keep: args.keep,
+                load_tps: args.load,
+                duration: args.duration,
+            })
+            .await?;
+            if !ok {
+                bail!("the run did not meet its goals (see the summary)");
+            }
+        }
+        Command::Tx(TxCommand::Transfer {
+            node,
+            key,
+            to,
+            amount,
+            nonce,
+            wait,
+        }) => transfer(node, key, to, amount, nonce, wait).await?,
+        Command::Query(q) => match q {
+            QueryCommand::Account { key, proof, node } => {
+                print_json(&Client::new(&node).account(&key, proof).await?)?
+            }
+            QueryCommand::Block { height, node } => print_json(
+                &Client::new(&node)
+                    .get_json(&format!("/v1/blocks/{height}"))
+                    .await?,
+            )?,
+            QueryCommand::Tx { id, node } => match Client::new(&node).tx_status(&id).await? {
+                Some(s) => print_json(&s)?,
+                None => bail!("transaction {id} unknown to the node"),
+            },
+            QueryCommand::Status { node } => print_json(&Client::new(&node).status().await?)?,
+        },
+        Command::Verify(args) => verify(args).await?,
+    }
+    Ok(())
+}

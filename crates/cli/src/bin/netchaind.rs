@@ -1,0 +1,63 @@
+//! `netchaind`: runs one validator.
+
+use anyhow::Context;
+use clap::Parser;
+use netchain_config::NodeConfig;
+use netchain_node::Node;
+use std::path::PathBuf;
+
+/// Runs one netchain validator.
+#[derive(Parser)]
+#[command(name = "netchaind", version, about)]
+struct Args {
+    /// Node configuration file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logs(args.log_json);
+    let cfg = NodeConfig::load(&args.config)?;
+    let api_override = cfg.api_listen.clone();
+    let node = Node::start(cfg).await?;
+    let shared = node.shared.clone();
+    let api_address = api_override.unwrap_or_else(|| {
+        shared.committee().validators[shared.me as usize]
+            .api_address
+            .clone()
+    });
+    let listener_shared = shared.clone();
+    let api = tokio::spawn(async move { netchain_api::serve(listener_shared, &api_address).await });
+    tracing::info!(
+        validator = shared.me,
+        chain = %shared.chain_id,
+        height = shared.status().height,
+        "validator started"
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing SIGTERM handler")?;
+    tokio::select! {
+        r = api => { r.context("api task")?.context("api server")?; }
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        _ = term.recv() => tracing::info!("terminated; stopping"),
+    }
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Rust SDK for a netchain node's HTTP API, used by the CLI, the load generator and tests.
+//!
+//! Design note: a thin typed wrapper over the JSON API (the request and response types are the
+//! API crate's own), plus light-client verification: an account proof is checked with nothing but
+//! the committee's public keys.
+
+use netchain_api::{
+    AccountResponse, BatchRequest, BatchResponse, BlockResponse, ErrorBody, StatusResponse,
+    SubmitRequest, SubmitResponse, TxStatusResponse,
+};
+use netchain_consensus::verify_checkpoint_cert;
+use netchain_execution::account_key;
+use netchain_storage::StateProof;
+use netchain_types::{codec, Account, Committee, Digest, PublicKey, SignedTransaction};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// A client-side error.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The request did not complete.
+    #[error("http: {0}")]
+    Http(String),
+    /// The node answered with an error.
+    #[error("{status} {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// Reason.
+        message: String,
+    },
+    /// The answer did not decode.
+    #[error("bad response: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The API error code, if the node answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one node.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the node whose API listens on `address` (`host:port` or a URL).
+    pub fn new(address: &str) -> Self {
+        let base = if address.starts_with("http") {
+            address.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{address}")
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        Self { base, http }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn parse<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        if !status.is_success() {
+            let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or(ErrorBody {
+                code: "http".into(),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code: body.code,
+                message: body.message,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Self::parse(resp).await
+    }
+
+    async fn post<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Self::parse(resp).await
+    }
+
+    /// Submits one transaction.
+    pub async fn submit(&self, tx: &SignedTransaction) -> Result<SubmitResponse, ClientError> {
+        let body = SubmitRequest {
+            tx_hex: Some(hex::encode(codec::encode(tx))),
+            tx: None,
+        };
+        self.post("/v1/transactions", &body).await
+    }
+
+    /// Submits many transactions in one request.
+    pub async fn submit_batch(
+        &self,
+        txs: &[SignedTransaction],
+    ) -> Result<BatchResponse, ClientError> {
+        let body = BatchRequest {
+            txs_hex: txs.iter().map(|t| hex::encode(codec::encode(t))).collect(),
+            txs: Vec::new(),
+        };
+        self.post("/v1/transactions/batch", &body).await
+    }
+
+    /// Status of a transaction; `None` if the node does not know it.
+    pub async fn tx_status(&self, id: &Digest) -> Result<Option<TxStatusResponse>, ClientError> {
+        match self.get(&format!("/v1/transactions/{id}")).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.code() == Some("not_found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An account, optionally with its proof.
+    pub async fn account(
+        &self,
+        pk: &PublicKey,
+        proof: bool,
+    ) -> Result<AccountResponse, ClientError> {
+        self.get(&format!("/v1/accounts/{pk}?proof={proof}")).await
+    }
+
+    /// A committed block; `None` if not (yet) committed.
+    pub async fn block(&self, height: u64) -> Result<Option<BlockResponse>, ClientError> {
+        match self.get(&format!("/v1/blocks/{height}")).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.code() == Some("not_found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Result<StatusResponse, ClientError> {
+        self.get("/v1/status").await
+    }
+
+    /// Raw GET of a path, for tools that print JSON.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        self.get(path).await
+    }
+}
+
+/// A verified account value: the checkpoint height and the account (None if absent there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedAccount {
+    /// Height of the certified checkpoint the proof is against.
+    pub height: u64,
+    /// State root of that checkpoint.
+    pub state_root: Digest,
+    /// The account at that height.
+    pub account: Option<Account>,
+}
+
+/// Checks an account proof using only the committee's keys: the checkpoint must carry a quorum of
+/// valid signatures, and the Merkle proof must tie the account value to its state root.
+pub fn verify_account_proof(
+    committee: &Committee,
+    chain_id: &str,
+    pk: &PublicKey,
+    resp: &AccountResponse,
+) -> Result<VerifiedAccount, String> {
+    let proof = resp.proof.as_ref().ok_or("response carries no proof")?;
+    let cp = &proof.checkpoint.checkpoint;
+    if cp.chain_id != chain_id {
+        return Err(format!("checkpoint is for chain {:?}", cp.chain_id));
+    }
+    if cp.height != proof.height {
+        return Err("proof height differs from the checkpoint's".into());
+    }
+    verify_checkpoint_cert(committee, &proof.checkpoint).map_err(|e| e.to_string())?;
+    let value = match &proof.account_hex {
+        Some(h) => Some(hex::decode(h).map_err(|e| format!("account hex: {e}"))?),
+        None => None,
+    };
+    let state_proof =
+        StateProof(hex::decode(&proof.state_proof_hex).map_err(|e| format!("proof hex: {e}"))?);
+    state_proof
+        .verify(cp.state_root.0, &account_key(pk), value.as_deref())
+        .map_err(|e| format!("Merkle proof: {e}"))?;
+    let account = match value {
+        Some(bytes) => Some(codec::decode::<Account>(&bytes, 64).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok(VerifiedAccount {
+        height: cp.height,
+        state_root: cp.state_root,
+        account,
+    })
+}

@@ -1,0 +1,381 @@
+//! Genesis and node configuration, with validation that names what is wrong.
+//!
+//! Design note: the genesis file (JSON) is shared by every node of a chain and hashed into the
+//! genesis block, so two nodes with different genesis files can never agree on a block. The node
+//! file (TOML) is per node: where its key, genesis and data live, and its tunables, every one with
+//! its unit in the name.
+
+use netchain_types::{hash_parts, Committee, Digest, PublicKey, CHAIN_ID_MAX_BYTES};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("{path}: {reason}")]
+    Io {
+        /// File.
+        path: String,
+        /// Reason.
+        reason: String,
+    },
+    /// The file does not parse.
+    #[error("{path}: parse error: {reason}")]
+    Parse {
+        /// File.
+        path: String,
+        /// Reason.
+        reason: String,
+    },
+    /// A value breaks a rule.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// Which field.
+        field: &'static str,
+        /// Rule broken.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// A funded account at genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    /// Account key.
+    pub public_key: PublicKey,
+    /// Initial balance.
+    pub balance: u64,
+}
+
+/// The genesis of a chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// Chain id.
+    pub chain_id: String,
+    /// Genesis block timestamp.
+    pub genesis_time_ms: u64,
+    /// Validators.
+    pub committee: Committee,
+    /// Funded accounts.
+    pub accounts: Vec<GenesisAccount>,
+}
+
+impl Genesis {
+    /// Checks the rules: chain id form, committee size and distinct keys, supply within u64.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.chain_id.is_empty() || self.chain_id.len() > CHAIN_ID_MAX_BYTES {
+            return Err(invalid(
+                "chain_id",
+                format!("must be 1..={CHAIN_ID_MAX_BYTES} bytes"),
+            ));
+        }
+        if !self
+            .chain_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(invalid("chain_id", "use a-z, 0-9 and '-'"));
+        }
+        let n = self.committee.size();
+        if n == 0 || n > 256 {
+            return Err(invalid(
+                "committee",
+                format!("{n} validators; need 1..=256"),
+            ));
+        }
+        let mut keys: Vec<_> = self
+            .committee
+            .validators
+            .iter()
+            .map(|v| v.public_key)
+            .collect();
+        keys.sort();
+        keys.dedup();
+        if keys.len() != n {
+            return Err(invalid("committee", "duplicate validator key"));
+        }
+        let mut supply: u64 = 0;
+        for a in &self.accounts {
+            supply = supply
+                .checked_add(a.balance)
+                .ok_or_else(|| invalid("accounts", "total supply exceeds u64"))?;
+        }
+        Ok(())
+    }
+
+    /// Total supply.
+    pub fn supply(&self) -> u64 {
+        self.accounts.iter().map(|a| a.balance).sum()
+    }
+
+    /// Hash of the canonical JSON form; goes into the genesis block.
+    pub fn hash(&self) -> Digest {
+        let json = serde_json::to_vec(self).expect("genesis serializes");
+        hash_parts("netchain/genesis/v1", &[&json])
+    }
+
+    /// Reads and validates a genesis file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = read(path)?;
+        let genesis: Self = serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        genesis.validate()?;
+        Ok(genesis)
+    }
+
+    /// Writes the genesis file.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        write(
+            path,
+            &serde_json::to_string_pretty(self).expect("genesis serializes"),
+        )
+    }
+}
+
+/// Consensus tunables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusParams {
+    /// Base round timeout.
+    pub round_timeout_ms: u64,
+    /// Cap on the backed-off round timeout.
+    pub max_round_timeout_ms: u64,
+    /// Idle leaders wait this long before an empty block.
+    pub empty_block_interval_ms: u64,
+    /// Most transactions per block.
+    pub block_max_txs: usize,
+    /// Most bytes per block.
+    pub block_max_bytes: usize,
+}
+
+impl Default for ConsensusParams {
+    fn default() -> Self {
+        Self {
+            round_timeout_ms: 1_000,
+            max_round_timeout_ms: 10_000,
+            empty_block_interval_ms: 200,
+            block_max_txs: 5_000,
+            block_max_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Mempool and API tunables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MempoolParams {
+    /// Most transactions held.
+    pub txs_max: usize,
+    /// Most transactions accepted in one batch request.
+    pub submit_batch_max: usize,
+    /// Largest accepted transaction.
+    pub tx_bytes_max: usize,
+}
+
+impl Default for MempoolParams {
+    fn default() -> Self {
+        Self {
+            txs_max: 200_000,
+            submit_batch_max: 10_000,
+            tx_bytes_max: 4_096,
+        }
+    }
+}
+
+/// One node's configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where blocks and state live.
+    pub data_dir: PathBuf,
+    /// The validator key file.
+    pub key_file: PathBuf,
+    /// The chain's genesis file.
+    pub genesis_file: PathBuf,
+    /// P2P listen address; defaults to this validator's committee address.
+    #[serde(default)]
+    pub p2p_listen: Option<String>,
+    /// API listen address; defaults to this validator's committee API address.
+    #[serde(default)]
+    pub api_listen: Option<String>,
+    /// Largest peer frame.
+    #[serde(default = "default_frame_bytes_max")]
+    pub frame_bytes_max: usize,
+    /// Consensus tunables.
+    #[serde(default)]
+    pub consensus: ConsensusParams,
+    /// Mempool tunables.
+    #[serde(default)]
+    pub mempool: MempoolParams,
+}
+
+fn default_frame_bytes_max() -> usize {
+    16 << 20
+}
+
+impl NodeConfig {
+    /// Reads and validates a node file; relative paths are taken from the file's folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = read(path)?;
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.data_dir, &mut cfg.key_file, &mut cfg.genesis_file] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the tunables.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.consensus;
+        if c.round_timeout_ms < 50 || c.round_timeout_ms > c.max_round_timeout_ms {
+            return Err(invalid(
+                "consensus.round_timeout_ms",
+                "must be >= 50 and <= max_round_timeout_ms",
+            ));
+        }
+        if c.empty_block_interval_ms >= c.round_timeout_ms {
+            return Err(invalid(
+                "consensus.empty_block_interval_ms",
+                "must be below round_timeout_ms",
+            ));
+        }
+        if c.block_max_txs == 0 || c.block_max_bytes < 64 << 10 {
+            return Err(invalid(
+                "consensus.block_max_*",
+                "block_max_txs >= 1, block_max_bytes >= 65536",
+            ));
+        }
+        if self.frame_bytes_max < c.block_max_bytes + (64 << 10) {
+            return Err(invalid(
+                "frame_bytes_max",
+                "must exceed block_max_bytes by 64 KiB",
+            ));
+        }
+        if self.mempool.txs_max == 0 || self.mempool.submit_batch_max == 0 {
+            return Err(invalid("mempool", "bounds must be positive"));
+        }
+        Ok(())
+    }
+
+    /// Writes the node file.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        write(
+            path,
+            &toml::to_string_pretty(self).expect("config serializes"),
+        )
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ConfigError> {
+    std::fs::write(path, text).map_err(|e| ConfigError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netchain_types::Validator;
+
+    fn genesis() -> Genesis {
+        Genesis {
+            chain_id: "local-1".into(),
+            genesis_time_ms: 1,
+            committee: Committee {
+                validators: (0..4u8)
+                    .map(|i| Validator {
+                        public_key: PublicKey([i; 32]),
+                        p2p_address: format!("127.0.0.1:{}", 7000 + i as u16),
+                        api_address: format!("127.0.0.1:{}", 8000 + i as u16),
+                    })
+                    .collect(),
+            },
+            accounts: vec![GenesisAccount {
+                public_key: PublicKey([9; 32]),
+                balance: 100,
+            }],
+        }
+    }
+
+    #[test]
+    fn genesis_rules() {
+        genesis().validate().unwrap();
+        let mut g = genesis();
+        g.chain_id = "Bad Id".into();
+        assert!(matches!(
+            g.validate(),
+            Err(ConfigError::Invalid {
+                field: "chain_id",
+                ..
+            })
+        ));
+        let mut g = genesis();
+        g.committee.validators[1].public_key = PublicKey([0; 32]);
+        assert!(g.validate().is_err());
+        let mut g = genesis();
+        g.accounts.push(GenesisAccount {
+            public_key: PublicKey([8; 32]),
+            balance: u64::MAX,
+        });
+        assert!(g.validate().is_err());
+        let mut g = genesis();
+        assert_eq!(g.hash(), genesis().hash());
+        g.genesis_time_ms = 2;
+        assert_ne!(g.hash(), genesis().hash());
+    }
+
+    #[test]
+    fn node_config_round_trip_and_rules() {
+        let dir = std::env::temp_dir().join(format!("netchain-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = NodeConfig {
+            data_dir: "data".into(),
+            key_file: "key.json".into(),
+            genesis_file: "genesis.json".into(),
+            p2p_listen: None,
+            api_listen: None,
+            frame_bytes_max: default_frame_bytes_max(),
+            consensus: ConsensusParams::default(),
+            mempool: MempoolParams::default(),
+        };
+        let path = dir.join("node.toml");
+        cfg.save(&path).unwrap();
+        let loaded = NodeConfig::load(&path).unwrap();
+        assert_eq!(loaded.data_dir, dir.join("data"));
+        std::fs::write(&path, "data_dir = 1").unwrap();
+        assert!(matches!(
+            NodeConfig::load(&path),
+            Err(ConfigError::Parse { .. })
+        ));
+        let mut bad = cfg.clone();
+        bad.consensus.empty_block_interval_ms = 5_000;
+        assert!(bad.validate().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,894 @@
+//! The Jolteon state machine.
+
+use crate::{verify_qc, verify_tc, ConsensusError, SafetyData};
+use netchain_crypto::{verify, Keypair};
+use netchain_types::{
+    codec, Block, Committee, ConsensusMessage, Digest, Proposal, QuorumCert, Signature,
+    SignedTransaction, Timeout, TimeoutCert, ValidatorIndex, Vote,
+};
+use std::collections::{BTreeMap, HashMap};
+
+/// Parameters of the core; all bounds carry their unit.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Chain id (signed into every vote and proposal).
+    pub chain_id: String,
+    /// The validator set.
+    pub committee: Committee,
+    /// This validator's index.
+    pub me: ValidatorIndex,
+    /// Round timeout after a round that made progress.
+    pub round_timeout_ms: u64,
+    /// Cap of the exponentially growing timeout after consecutive timed-out rounds.
+    pub max_round_timeout_ms: u64,
+    /// A leader with nothing to propose waits this long before proposing an empty block.
+    pub empty_block_interval_ms: u64,
+    /// Most transactions in a block.
+    pub block_max_txs: usize,
+    /// Most encoded bytes of a block.
+    pub block_max_bytes: usize,
+    /// Most blocks asked for or served in one sync message.
+    pub sync_max_blocks: u32,
+    /// Most proposals buffered while their ancestors are fetched.
+    pub pending_blocks_max: usize,
+    /// How far ahead of the local clock a block timestamp may be.
+    pub clock_skew_max_ms: u64,
+}
+
+impl CoreConfig {
+    /// Defaults for a committee (tests and local networks).
+    pub fn new(chain_id: impl Into<String>, committee: Committee, me: ValidatorIndex) -> Self {
+        Self {
+            chain_id: chain_id.into(),
+            committee,
+            me,
+            round_timeout_ms: 1_000,
+            max_round_timeout_ms: 10_000,
+            empty_block_interval_ms: 200,
+            block_max_txs: 5_000,
+            block_max_bytes: 4 << 20,
+            sync_max_blocks: 100,
+            pending_blocks_max: 200,
+            clock_skew_max_ms: 30_000,
+        }
+    }
+}
+
+/// Source of transactions for the leader's proposals (the mempool).
+pub trait PayloadSource {
+    /// Whether any transaction is waiting.
+    fn has_pending(&self) -> bool;
+    /// Takes transactions for the block of `round`, within the bounds.
+    fn pull(&mut self, round: u64, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction>;
+}
+
+/// An input to the core.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // messages dominate; boxing every event buys nothing
+pub enum Event {
+    /// A message from validator `from` (possibly this validator itself).
+    Message {
+        /// Sender.
+        from: ValidatorIndex,
+        /// Message.
+        msg: ConsensusMessage,
+    },
+    /// Time passed: check timers and whether to propose.
+    Tick,
+}
+
+/// An output of the core, performed by the driver in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Durably store the safety data before performing any later action.
+    PersistSafety(SafetyData),
+    /// Send to one validator (may be this one).
+    Send {
+        /// Recipient.
+        to: ValidatorIndex,
+        /// Message.
+        msg: ConsensusMessage,
+    },
+    /// Send to every validator, this one included.
+    Broadcast(ConsensusMessage),
+    /// These blocks are final, oldest first; `commit_qc` certifies the last one.
+    Commit {
+        /// Newly committed blocks.
+        blocks: Vec<Block>,
+        /// QC of the last block.
+        commit_qc: QuorumCert,
+    },
+}
+
+/// What one call of [`Core::handle`] produced.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Actions, in order.
+    pub actions: Vec<Action>,
+    /// Why the input was (partly) refused, if it was.
+    pub error: Option<ConsensusError>,
+}
+
+struct PendingBlock {
+    block: Block,
+    signature: Option<Signature>,
+    from: ValidatorIndex,
+}
+
+/// The consensus state machine of one validator.
+pub struct Core {
+    cfg: CoreConfig,
+    keypair: Keypair,
+    genesis_id: Digest,
+    safety: SafetyData,
+    round: u64,
+    round_started_ms: u64,
+    round_deadline_ms: u64,
+    consecutive_timeouts: u32,
+    high_qc: QuorumCert,
+    last_tc: Option<TimeoutCert>,
+    /// Uncommitted blocks plus the committed tip.
+    blocks: HashMap<Digest, Block>,
+    committed_id: Digest,
+    committed_round: u64,
+    committed_height: u64,
+    /// Blocks waiting for their parent, keyed by parent id.
+    pending: HashMap<Digest, Vec<PendingBlock>>,
+    pending_count: usize,
+    /// Sync requests in flight: block id -> time asked.
+    sync_requested: HashMap<Digest, u64>,
+    catch_up_until_ms: u64,
+    votes: BTreeMap<u64, HashMap<ValidatorIndex, Vote>>,
+    timeouts: BTreeMap<u64, BTreeMap<ValidatorIndex, Timeout>>,
+    proposed_round: u64,
+    out: Vec<Action>,
+}
+
+const SYNC_RETRY_MS: u64 = 500;
+const SYNC_REQUESTS_MAX: usize = 64;
+const VOTE_ROUNDS_AHEAD_MAX: u64 = 100;
+
+impl Core {
+    /// A core resuming from the committed tip `tip` (certified by `tip_qc`) and persisted safety
+    /// data. For a new chain, `tip` is the genesis block and `tip_qc` the genesis QC.
+    pub fn new(
+        cfg: CoreConfig,
+        keypair: Keypair,
+        genesis_id: Digest,
+        tip: Block,
+        tip_qc: QuorumCert,
+        safety: SafetyData,
+        now_ms: u64,
+    ) -> Self {
+        assert_eq!(tip_qc.block_id, tip.id(), "tip QC must certify the tip");
+        assert!(cfg.committee.key(cfg.me) == Some(&keypair.public()));
+        let tip_id = tip.id();
+        let round = tip_qc.round + 1;
+        let mut core = Self {
+            round_deadline_ms: now_ms + cfg.round_timeout_ms,
+            cfg,
+            keypair,
+            genesis_id,
+            safety,
+            round,
+            round_started_ms: now_ms,
+            consecutive_timeouts: 0,
+            high_qc: tip_qc,
+            last_tc: None,
+            committed_id: tip_id,
+            committed_round: tip.round,
+            committed_height: tip.height,
+            blocks: HashMap::from([(tip_id, tip)]),
+            pending: HashMap::new(),
+            pending_count: 0,
+            sync_requested: HashMap::new(),
+            catch_up_until_ms: 0,
+            votes: BTreeMap::new(),
+            timeouts: BTreeMap::new(),
+            proposed_round: 0,
+            out: Vec::new(),
+        };
+        core.proposed_round = core.safety.last_voted_round;
+        core
+    }
+
+    /// Current round.
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    /// Highest known QC.
+    pub fn high_qc(&self) -> &QuorumCert {
+        &self.high_qc
+    }
+
+    /// Height and id of the last committed block.
+    pub fn committed(&self) -> (u64, Digest) {
+        (self.committed_height, self.committed_id)
+    }
+
+    /// The safety data as last persisted.
+    pub fn safety(&self) -> &SafetyData {
+        &self.safety
+    }
+
+    /// An uncommitted block (or the committed tip) by id.
+    pub fn block(&self, id: &Digest) -> Option<&Block> {
+        self.blocks.get(id)
+    }
+
+    /// Number of blocks held in memory (uncommitted tree and pending).
+    pub fn buffered_blocks(&self) -> usize {
+        self.blocks.len() + self.pending_count
+    }
+
+    /// Processes one event at time `now_ms`.
+    pub fn handle(&mut self, now_ms: u64, event: Event, payload: &mut dyn PayloadSource) -> Step {
+        let result = match event {
+            Event::Tick => {
+                self.on_tick(now_ms, payload);
+                Ok(())
+            }
+            Event::Message { from, msg } => self.on_message(now_ms, from, msg, payload),
+        };
+        Step {
+            actions: std::mem::take(&mut self.out),
+            error: result.err(),
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        now: u64,
+        from: ValidatorIndex,
+        msg: ConsensusMessage,
+        payload: &mut dyn PayloadSource,
+    ) -> Result<(), ConsensusError> {
+        if self.cfg.committee.key(from).is_none() {
+            return Err(ConsensusError::UnknownValidator(from));
+        }
+        match msg {
+            ConsensusMessage::Proposal(p) => self.on_proposal(now, from, p, payload),
+            ConsensusMessage::Vote(v) => self.on_vote(now, v, payload),
+            ConsensusMessage::Timeout(t) => self.on_timeout(now, t, payload),
+            ConsensusMessage::SyncResponse { blocks } => {
+                self.on_sync_response(now, from, blocks, payload)
+            }
+            ConsensusMessage::CatchUpResponse { blocks } => {
+                self.on_catch_up_response(now, from, blocks, payload)
+            }
+            // Requests are served by the driver from its block store; checkpoint votes go to the
+            // checkpoint aggregator.
+            ConsensusMessage::SyncRequest { .. }
+            | ConsensusMessage::CatchUpRequest { .. }
+            | ConsensusMessage::CheckpointVote { .. } => Ok(()),
+        }
+    }
+
+    // ---- proposals -------------------------------------------------------------------------
+
+    fn check_block(&self, block: &Block, id: &Digest) -> Result<(), ConsensusError> {
+        let malformed = |reason: &str| ConsensusError::MalformedBlock {
+            block: *id,
+            reason: reason.into(),
+        };
+        let leader = self.cfg.committee.leader(block.round);
+        if block.author != leader {
+            return Err(ConsensusError::WrongLeader {
+                round: block.round,
+                leader,
+                author: block.author,
+            });
+        }
+        if block.qc.block_id != block.parent_id {
+            return Err(malformed("parent id differs from the QC's block"));
+        }
+        if block.qc.round >= block.round {
+            return Err(malformed("QC round not below block round"));
+        }
+        if block.height != block.qc.height + 1 {
+            return Err(malformed("height is not parent height + 1"));
+        }
+        match &block.tc {
+            None if block.round != block.qc.round + 1 => {
+                return Err(malformed("round skips without a timeout certificate"))
+            }
+            Some(tc) if tc.round + 1 != block.round => {
+                return Err(malformed("timeout certificate not for the previous round"))
+            }
+            Some(tc) if block.qc.round < tc.max_high_qc_round() => {
+                return Err(malformed("QC older than the timeout certificate's highest"))
+            }
+            _ => {}
+        }
+        let bytes = codec::encode(block).len();
+        if block.payload.len() > self.cfg.block_max_txs || bytes > self.cfg.block_max_bytes {
+            return Err(ConsensusError::BlockTooLarge {
+                block: *id,
+                txs: block.payload.len(),
+                bytes,
+            });
+        }
+        verify_qc(
+            &self.cfg.chain_id,
+            &self.cfg.committee,
+            &self.genesis_id,
+            &block.qc,
+        )?;
+        if let Some(tc) = &block.tc {
+            verify_tc(&self.cfg.chain_id, &self.cfg.committee, tc)?;
+        }
+        Ok(())
+    }
+
+    fn on_proposal(
+        &mut self,
+        now: u64,
+        from: ValidatorIndex,
+        p: Proposal,
+        payload: &mut dyn PayloadSource,
+    ) -> Result<(), ConsensusError> {
+        let id = p.block.id();
+        if p.block.round <= self.committed_round {
+            return Err(ConsensusError::Stale {
+                round: p.block.round,
+                current: self.round,
+            });
+        }
+        if self.blocks.contains_key(&id) {
+            return Ok(());
+        }
+        self.check_block(&p.block, &id)?;
+        let author_key = self
+            .cfg
+            .committee
+            .key(p.block.author)
+            .expect("leader in committee");
+        verify(
+            author_key,
+            &Block::proposal_message(&self.cfg.chain_id, &id),
+            &p.signature,
+        )
+        .map_err(|_| ConsensusError::BadSignature {
+            what: "proposal",
+            author: p.block.author,
+        })?;
+        // Certificates first: they may move this validator into the block's round.
+        self.process_qc(now, &p.block.qc, payload);
+        if let Some(tc) = &p.block.tc {
+            self.process_tc(now, tc, payload);
+        }
+        self.insert_or_buffer(
+            now,
+            PendingBlock {
+                block: p.block,
+                signature: Some(p.signature),
+                from,
+            },
+            payload,
+        )
+    }
+
+    /// Inserts a verified (or hash-certified) block whose parent is known, or buffers it and
+    /// asks for its ancestors. A block with the proposer's signature may get this validator's vote.
+    fn insert_or_buffer(
+        &mut self,
+        now: u64,
+        pb: PendingBlock,
+        payload: &mut dyn PayloadSource,
+    ) -> Result<(), ConsensusError> {
+        let id = pb.block.id();
+        if pb.block.round <= self.committed_round || self.blocks.contains_key(&id) {
+            return Ok(());
+        }
+        let parent_id = pb.block.parent_id;
+        let Some(parent) = self.blocks.get(&parent_id) else {
+            self.request_ancestors(now, pb.from, &pb.block);
+            // A re-delivered orphan takes no second slot (else replays fill the buffer).
+            if let Some(same) = self
+                .pending
+                .get_mut(&parent_id)
+                .and_then(|siblings| siblings.iter_mut().find(|s| s.block.id() == id))
+            {
+                if same.signature.is_none() {
+                    same.signature = pb.signature;
+                }
+                return Ok(());
+            }
+            if self.pending_count >= self.cfg.pending_blocks_max {
+                return Err(ConsensusError::BufferFull("pending blocks"));
+            }
+            self.pending_count += 1;
+            self.pending.entry(parent_id).or_default().push(pb);
+            return Ok(());
+        };
+        if pb.block.timestamp_ms < parent.timestamp_ms
+            || pb.block.timestamp_ms > now + self.cfg.clock_skew_max_ms
+        {
+            return Err(ConsensusError::MalformedBlock {
+                block: id,
+                reason: "timestamp before parent's or too far ahead".into(),
+            });
+        }
+        let qc = pb.block.qc.clone();
+        self.blocks.insert(id, pb.block);
+        // The block's QC may now complete a 2-chain (its parent was missing before).
+        self.process_qc(now, &qc, payload);
+        if pb.signature.is_some() {
+            self.try_vote(&id);
+        }
+        if let Some(children) = self.pending.remove(&id) {
+            self.pending_count -= children.len();
+            for child in children {
+                let _ = self.insert_or_buffer(now, child, payload);
+            }
+        }
+        self.try_propose(now, payload);
+        Ok(())
+    }
+
+    fn request_ancestors(&mut self, now: u64, from: ValidatorIndex, block: &Block) {
+        if block.height > self.committed_height + self.cfg.sync_max_blocks as u64 {
+            if now >= self.catch_up_until_ms {
+                self.catch_up_until_ms = now + SYNC_RETRY_MS;
+                self.out.push(Action::Send {
+                    to: from,
+                    msg: ConsensusMessage::CatchUpRequest {
+                        from_height: self.committed_height + 1,
+                        max_blocks: self.cfg.sync_max_blocks,
+                    },
+                });
+            }
+            return;
+        }
+        let id = block.parent_id;
+        if let Some(asked) = self.sync_requested.get(&id) {
+            if now < asked + SYNC_RETRY_MS {
+                return;
+            }
+        }
+        if self.sync_requested.len() >= SYNC_REQUESTS_MAX {
+            self.sync_requested.retain(|_, t| now < *t + SYNC_RETRY_MS);
+            if self.sync_requested.len() >= SYNC_REQUESTS_MAX {
+                return;
+            }
+        }
+        self.sync_requested.insert(id, now);
+        let max_blocks =
+            (block.height - self.committed_height).clamp(1, self.cfg.sync_max_blocks as u64) as u32;
+        self.out.push(Action::Send {
+            to: from,
+            msg: ConsensusMessage::SyncRequest {
+                block_id: id,
+                max_blocks,
+            },
+        });
+    }
+
+    fn try_vote(&mut self, id: &Digest) {
+        let Some(block) = self.blocks.get(id) else {
+            return;
+        };
+        if block.round != self.round || !self.safety.safe_to_vote(block) {
+            return;
+        }
+        let id = *id;
+        let msg = Vote::signing_message(&self.cfg.chain_id, &id, block.round, block.height);
+        let vote = Vote {
+            block_id: id,
+            round: block.round,
+            height: block.height,
+            author: self.cfg.me,
+            signature: self.keypair.sign(&msg),
+        };
+        let next_leader = self.cfg.committee.leader(block.round + 1);
+        let parent_qc_round = self.blocks.get(&block.parent_id).map(|p| p.qc.round);
+        self.safety.record_vote(block, vote.clone());
+        if let Some(round) = parent_qc_round {
+            self.safety.observe_parent_round(round);
+        }
+        self.out.push(Action::PersistSafety(self.safety.clone()));
+        self.out.push(Action::Send {
+            to: next_leader,
+            msg: ConsensusMessage::Vote(vote),
+        });
+    }
+
+    // ---- votes and certificates ------------------------------------------------------------
+
+    fn on_vote(
+        &mut self,
+        now: u64,
+        vote: Vote,
+        payload: &mut dyn PayloadSource,
+    ) -> Result<(), ConsensusError> {
+        if self.cfg.committee.leader(vote.round + 1) != self.cfg.me {
+            return Err(ConsensusError::NotNextLeader { round: vote.round });
+        }
+        if vote.round < self.round.saturating_sub(1) || vote.round <= self.high_qc.round {
+            return Err(ConsensusError::Stale {
+                round: vote.round,
+                current: self.round,
+            });
+        }
+        if vote.round > self.round + VOTE_ROUNDS_AHEAD_MAX {
+            return Err(ConsensusError::BufferFull("votes too far ahead"));
+        }
+        let key = self
+            .cfg
+            .committee
+            .key(vote.author)
+            .ok_or(ConsensusError::UnknownValidator(vote.author))?;
+        let msg =
+            Vote::signing_message(&self.cfg.chain_id, &vote.block_id, vote.round, vote.height);
+        verify(key, &msg, &vote.signature).map_err(|_| ConsensusError::BadSignature {
+            what: "vote",
+            author: vote.author,
+        })?;
+        let round_votes = self.votes.entry(vote.round).or_default();
+        if let Some(prev) = round_votes.get(&vote.author) {
+            return if prev.block_id == vote.block_id {
+                Ok(())
+            } else {
+                Err(ConsensusError::Equivocation {
+                    round: vote.round,
+                    author: vote.author,
+                })
+            };
+        }
+        round_votes.insert(vote.author, vote.clone());
+        let mut signers: Vec<_> = round_votes
+            .values()
+            .filter(|v| v.block_id == vote.block_id && v.height == vote.height)
+            .map(|v| (v.author, v.signature))
+            .collect();
+        if signers.len() < self.cfg.committee.quorum() {
+            return Ok(());
+        }
+        signers.sort_by_key(|(i, _)| *i);
+        let qc = QuorumCert {
+            block_id: vote.block_id,
+            round: vote.round,
+            height: vote.height,
+            votes: signers,
+        };
+        self.process_qc(now, &qc, payload);
+        Ok(())
+    }
+
+    fn process_qc(&mut self, now: u64, qc: &QuorumCert, payload: &mut dyn PayloadSource) {
+        if qc.round > self.high_qc.round {
+            self.high_qc = qc.clone();
+        }
+        self.try_commit(qc);
+        if qc.round >= self.round {
+            self.consecutive_timeouts = 0;
+            self.advance_round(now, qc.round + 1, payload);
+        }
+    }
+
+    fn process_tc(&mut self, now: u64, tc: &TimeoutCert, payload: &mut dyn PayloadSource) {
+        if self.last_tc.as_ref().is_none_or(|t| t.round < tc.round) {
+            self.last_tc = Some(tc.clone());
+        }
+        if tc.round >= self.round {
+            self.consecutive_timeouts = self.consecutive_timeouts.saturating_add(1);
+            self.advance_round(now, tc.round + 1, payload);
+        }
+    }
+
+    fn round_timeout_ms(&self) -> u64 {
+        let factor = 1u64 << self.consecutive_timeouts.min(6);
+        (self.cfg.round_timeout_ms * factor).min(self.cfg.max_round_timeout_ms)
+    }
+
+    fn advance_round(&mut self, now: u64, round: u64, payload: &mut dyn PayloadSource) {
+        if round <= self.round {
+            return;
+        }
+        self.round = round;
+        self.round_started_ms = now;
+        self.round_deadline_ms = now + self.round_timeout_ms();
+        let keep_from = round.saturating_sub(1);
+        self.votes = self.votes.split_off(&keep_from);
+        self.timeouts = self.timeouts.split_off(&keep_from);
+        self.try_propose(now, payload);
+    }
+
+    /// The 2-chain rule: a QC for block B whose parent P is from the previous round commits P.
+    fn try_commit(&mut self, qc: &QuorumCert) {
+        let Some(b) = self.blocks.get(&qc.block_id) else {
+            return;
+        };
+        let Some(p) = self.blocks.get(&b.parent_id) else {
+            return;
+        };
+        if b.round != p.round + 1 || p.round <= self.committed_round {
+            return;
+        }
+        let commit_qc = b.qc.clone();
+        let mut chain = Vec::new();
+        let mut cursor = p.clone();
+        loop {
+            let parent = cursor.parent_id;
+            chain.push(cursor);
+            if parent == self.committed_id {
+                break;
+            }
+            match self.blocks.get(&parent) {
+                Some(block) => cursor = block.clone(),
+                None => return, // ancestry not complete yet; commit once it is
+            }
+        }
+        chain.reverse();
+        let tip = chain.last().expect("non-empty chain");
+        self.committed_id = tip.id();
+        self.committed_round = tip.round;
+        self.committed_height = tip.height;
+        let committed_round = self.committed_round;
+        let committed_id = self.committed_id;
+        self.blocks
+            .retain(|id, blk| blk.round > committed_round || *id == committed_id);
+        self.pending.retain(|_, children| {
+            children.retain(|c| c.block.round > committed_round);
+            !children.is_empty()
+        });
+        self.pending_count = self.pending.values().map(Vec::len).sum();
+        self.out.push(Action::Commit {
+            blocks: chain,
+            commit_qc,
+        });
+    }
+
+    // ---- timeouts ---------------------------------------------------------------------------
+
+    fn on_tick(&mut self, now: u64, payload: &mut dyn PayloadSource) {
+        if now >= self.round_deadline_ms {
+            self.local_timeout(now);
+        }
+        self.try_propose(now, payload);
+    }
+
+    fn local_timeout(&mut self, now: u64) {
+        self.round_deadline_ms = now + self.round_timeout_ms();
+        let round = self.round;
+        let timeout = match &self.safety.last_timeout {
+            Some(t) if t.round == round => t.clone(),
+            _ => {
+                if !self.safety.safe_to_timeout(round, self.high_qc.round) {
+                    return;
+                }
+                let msg = Timeout::signing_message(&self.cfg.chain_id, round, self.high_qc.round);
+                let t = Timeout {
+                    round,
+                    high_qc: self.high_qc.clone(),
+                    author: self.cfg.me,
+                    signature: self.keypair.sign(&msg),
+                };
+                self.safety.record_timeout(t.clone());
+                self.out.push(Action::PersistSafety(self.safety.clone()));
+                t
+            }
+        };
+        self.out
+            .push(Action::Broadcast(ConsensusMessage::Timeout(timeout)));
+    }
+
+    fn on_timeout(
+        &mut self,
+        now: u64,
+        t: Timeout,
+        payload: &mut dyn PayloadSource,
+    ) -> Result<(), ConsensusError> {
+        if t.round < self.round {
+            return Err(ConsensusError::Stale {
+                round: t.round,
+                current: self.round,
+            });
+        }
+        let key = self
+            .cfg
+            .committee
+            .key(t.author)
+            .ok_or(ConsensusError::UnknownValidator(t.author))?;
+        let msg = Timeout::signing_message(&self.cfg.chain_id, t.round, t.high_qc.round);
+        verify(key, &msg, &t.signature).map_err(|_| ConsensusError::BadSignature {
+            what: "timeout",
+            author: t.author,
+        })?;
+        if t.high_qc.round >= t.round {
+            return Err(ConsensusError::BadCertificate {
+                what: "timeout",
+                round: t.round,
+                reason: "high QC not below the timed-out round".into(),
+            });
+        }
+        verify_qc(
+            &self.cfg.chain_id,
+            &self.cfg.committee,
+            &self.genesis_id,
+            &t.high_qc,
+        )?;
+        self.process_qc(now, &t.high_qc, payload);
+        if t.round < self.round {
+            return Ok(());
+        }
+        let round = t.round;
+        let entry = self.timeouts.entry(round).or_default();
+        entry.insert(t.author, t);
+        let count = entry.len();
+        // Join a timeout that f+1 validators (so at least one honest) already declared.
+        if count > self.cfg.committee.max_faulty()
+            && round == self.round
+            && self
+                .safety
+                .last_timeout
+                .as_ref()
+                .is_none_or(|lt| lt.round < round)
+        {
+            self.local_timeout(now);
+        }
+        let entry = &self.timeouts[&round];
+        if entry.len() >= self.cfg.committee.quorum() {
+            let tc = TimeoutCert {
+                round,
+                timeouts: entry
+                    .values()
+                    .map(|t| (t.author, t.high_qc.round, t.signature))
+                    .collect(),
+            };
+            self.process_tc(now, &tc, payload);
+        }
+        Ok(())
+    }
+
+    // ---- proposing --------------------------------------------------------------------------
+
+    fn try_propose(&mut self, now: u64, payload: &mut dyn PayloadSource) {
+        let round = self.round;
+        if self.cfg.committee.leader(round) != self.cfg.me || self.proposed_round >= round {
+            return;
+        }
+        let Some(parent) = self.blocks.get(&self.high_qc.block_id) else {
+            return;
+        };
+        let tc = if self.high_qc.round + 1 == round {
+            None
+        } else {
+            match &self.last_tc {
+                Some(tc) if tc.round + 1 == round => Some(tc.clone()),
+                _ => return,
+            }
+        };
+        let busy_ancestry = !parent.payload.is_empty()
+            || self
+                .blocks
+                .get(&parent.parent_id)
+                .is_some_and(|gp| !gp.payload.is_empty() && gp.round > 0);
+        if !payload.has_pending()
+            && !busy_ancestry
+            && now < self.round_started_ms + self.cfg.empty_block_interval_ms
+        {
+            return;
+        }
+        let txs = payload.pull(
+            round,
+            self.cfg.block_max_txs,
+            self.cfg.block_max_bytes - 4096,
+        );
+        let block = Block {
+            round,
+            height: parent.height + 1,
+            parent_id: parent.id(),
+            qc: self.high_qc.clone(),
+            tc,
+            author: self.cfg.me,
+            timestamp_ms: now.max(parent.timestamp_ms),
+            payload: txs,
+        };
+        let signature = self
+            .keypair
+            .sign(&Block::proposal_message(&self.cfg.chain_id, &block.id()));
+        self.proposed_round = round;
+        self.out
+            .push(Action::Broadcast(ConsensusMessage::Proposal(Proposal {
+                block,
+                signature,
+            })));
+    }
+
+    // ---- sync -------------------------------------------------------------------------------
+
+    fn on_sync_response(
+        &mut self,
+        now: u64,
+        from: ValidatorIndex,
+        blocks: Vec<Block>,
+        payload: &mut dyn PayloadSource,
+    ) -> Result<(), ConsensusError> {
+        let Some(first) = blocks.first() else {
+            return Ok(());
+        };
+        if blocks.len() > self.cfg.sync_max_blocks as usize {
+            return Err(ConsensusError::BadSync("too many blocks".into()));
+        }
+        let first_id = first.id();
+        if self.sync_requested.remove(&first_id).is_none() {
+            return Err(ConsensusError::BadSync(format!(
+                "block {first_id} not requested"
+            )));
+        }
+        // Newest first; each block must be the parent of the one before. The newest was named by
+        // a verified QC, so the hash chain makes every block here certified.
+        for pair in blocks.windows(2) {
+            if pair[1].id() != pair[0].parent_id {
+                return Err(ConsensusError::BadSync("blocks do not link".into()));
+            }
+        }
+        self.insert_certified(now, from, blocks.into_iter().rev(), payload);
+        Ok(())
+    }
+
+    fn on_catch_up_response(
+        &mut self,
+        now: u64,
+        from: ValidatorIndex,
+        blocks: Vec<Block>,
+        payload: &mut dyn PayloadSource,
+    ) -> Result<(), ConsensusError> {
+        if blocks.len() > self.cfg.sync_max_blocks as usize {
+            return Err(ConsensusError::BadSync("too many blocks".into()));
+        }
+        // Ascending; block i+1 carries the QC certifying block i, which we verify. The last block
+        // has no certificate here and is left for the next request.
+        let mut certified = Vec::new();
+        for pair in blocks.windows(2) {
+            let (block, child) = (&pair[0], &pair[1]);
+            if child.parent_id != block.id() || child.qc.block_id != child.parent_id {
+                return Err(ConsensusError::BadSync("blocks do not link".into()));
+            }
+            verify_qc(
+                &self.cfg.chain_id,
+                &self.cfg.committee,
+                &self.genesis_id,
+                &child.qc,
+            )?;
+            certified.push(block.clone());
+        }
+        let got = certified.len();
+        self.catch_up_until_ms = 0;
+        self.insert_certified(now, from, certified.into_iter(), payload);
+        // Keep going while the peer had more than we could certify.
+        if got + 1 >= self.cfg.sync_max_blocks as usize {
+            self.catch_up_until_ms = now + SYNC_RETRY_MS;
+            self.out.push(Action::Send {
+                to: from,
+                msg: ConsensusMessage::CatchUpRequest {
+                    from_height: self.committed_height + 1,
+                    max_blocks: self.cfg.sync_max_blocks,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Inserts certified blocks, oldest first, as if their QCs had been received.
+    fn insert_certified(
+        &mut self,
+        now: u64,
+        from: ValidatorIndex,
+        blocks: impl Iterator<Item = Block>,
+        payload: &mut dyn PayloadSource,
+    ) {
+        for block in blocks {
+            let pb = PendingBlock {
+                block,
+                signature: None,
+                from,
+            };
+            if let Err(e) = self.insert_or_buffer(now, pb, payload) {
+                tracing::debug!(error = %e, "synced block not inserted");
+            }
+        }
+    }
+}

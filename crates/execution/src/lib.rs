@@ -1,0 +1,304 @@
+//! Deterministic execution of committed blocks.
+//!
+//! Design note: the executor is a pure function of (state at height h-1, block h): it reads
+//! accounts from the Merkle state tree, checks every transaction (one batched signature check with
+//! the same ZIP-215 rule the mempool uses), applies the valid ones in block order, and returns the
+//! new state root with one write batch holding the state changes and receipts. It never reads the
+//! clock or OS randomness and iterates only ordered maps, so every validator computes the same root.
+//! Signatures are checked here again because a faulty leader can put anything in a block.
+
+use borsh::BorshDeserialize;
+use netchain_crypto::verify_each;
+use netchain_storage::{ChainStore, KvBackend, StateTree, StorageError, WriteBatch};
+use netchain_types::{
+    codec, Account, Digest, Payload, PublicKey, Receipt, SignedTransaction, TxOutcome,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Why execution refused a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// The signature does not verify for the sender.
+    #[error("signature does not verify for sender {0}")]
+    BadSignature(PublicKey),
+    /// Signed for another chain.
+    #[error("transaction is for chain {got:?}, this chain is {expected:?}")]
+    WrongChain {
+        /// This chain.
+        expected: String,
+        /// The transaction's chain.
+        got: String,
+    },
+    /// Nonce is not the account's next nonce (replay or gap).
+    #[error("nonce {got} does not match account nonce {expected}")]
+    BadNonce {
+        /// Account nonce.
+        expected: u64,
+        /// Transaction nonce.
+        got: u64,
+    },
+    /// Balance below the amount.
+    #[error("balance {balance} is below amount {amount}")]
+    InsufficientFunds {
+        /// Sender balance.
+        balance: u64,
+        /// Transfer amount.
+        amount: u64,
+    },
+    /// Zero-amount transfer.
+    #[error("amount must be positive")]
+    InvalidAmount,
+    /// A balance would exceed the maximum.
+    #[error("recipient balance would overflow")]
+    Overflow,
+}
+
+impl TxError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadSignature(_) => "bad_signature",
+            Self::WrongChain { .. } => "wrong_chain",
+            Self::BadNonce { .. } => "bad_nonce",
+            Self::InsufficientFunds { .. } => "insufficient_funds",
+            Self::InvalidAmount => "invalid_amount",
+            Self::Overflow => "overflow",
+        }
+    }
+}
+
+/// What executing one block produced.
+#[derive(Debug)]
+pub struct BlockOutput {
+    /// State root after the block.
+    pub state_root: Digest,
+    /// Receipts, one per transaction seen for the first time.
+    pub receipts: Vec<Receipt>,
+    /// State changes and receipts to write (atomically, with the block).
+    pub batch: WriteBatch,
+    /// Applied transactions.
+    pub applied: u64,
+    /// New nonces of the senders of this block.
+    pub nonces: Vec<(PublicKey, u64)>,
+}
+
+struct Cached {
+    original: Account,
+    current: Account,
+}
+
+type Accounts = BTreeMap<PublicKey, Cached>;
+
+/// Executes blocks on the state tree of one chain.
+pub struct Executor<B: KvBackend> {
+    chain_id: String,
+    state: StateTree<B>,
+    store: ChainStore<B>,
+}
+
+/// State-tree key of an account.
+pub fn account_key(pk: &PublicKey) -> Vec<u8> {
+    let mut key = b"acct/".to_vec();
+    key.extend_from_slice(&pk.0);
+    key
+}
+
+impl<B: KvBackend> Executor<B> {
+    /// An executor over `backend`.
+    pub fn new(chain_id: impl Into<String>, backend: Arc<B>) -> Self {
+        Self {
+            chain_id: chain_id.into(),
+            state: StateTree::new(backend.clone()),
+            store: ChainStore::new(backend),
+        }
+    }
+
+    /// The state tree.
+    pub fn state(&self) -> &StateTree<B> {
+        &self.state
+    }
+
+    /// An account at a version (height); absent accounts are zero.
+    pub fn account(&self, pk: &PublicKey, version: u64) -> Result<Account, StorageError> {
+        let key = account_key(pk);
+        match self.state.get(&key, version)? {
+            Some(bytes) => Account::try_from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+                col: netchain_storage::Column::JmtValues,
+                key_hex: hex_key(&key),
+                reason: e.to_string(),
+            }),
+            None => Ok(Account::default()),
+        }
+    }
+
+    /// The genesis state (version 0).
+    pub fn genesis(
+        &self,
+        accounts: &[(PublicKey, u64)],
+    ) -> Result<(Digest, WriteBatch), StorageError> {
+        let mut sorted: BTreeMap<PublicKey, Account> = BTreeMap::new();
+        for (pk, balance) in accounts {
+            sorted.entry(*pk).or_default().balance += balance;
+        }
+        let updates = sorted
+            .iter()
+            .map(|(pk, a)| (account_key(pk), Some(codec::encode(a))))
+            .collect();
+        let (root, batch) = self.state.apply(0, updates)?;
+        Ok((Digest(root), batch))
+    }
+
+    /// Executes `txs` as the block at `height` on the state of `height - 1`.
+    pub fn execute(
+        &self,
+        height: u64,
+        txs: &[SignedTransaction],
+    ) -> Result<BlockOutput, StorageError> {
+        assert!(height > 0, "genesis is not executed");
+        let base = height - 1;
+        let items: Vec<_> = txs
+            .iter()
+            .map(|t| (t.tx.sender, t.tx.signing_message(), t.signature))
+            .collect();
+        let sig_ok = verify_each(&items);
+        let mut accounts = Accounts::new();
+        let mut batch = WriteBatch::new();
+        let mut receipts = Vec::with_capacity(txs.len());
+        let mut seen = HashMap::with_capacity(txs.len());
+        let mut applied = 0;
+        for (index, (tx, ok)) in txs.iter().zip(sig_ok).enumerate() {
+            let id = tx.id();
+            let outcome = match self.apply(base, tx, ok, &mut accounts)? {
+                Ok(()) => {
+                    applied += 1;
+                    TxOutcome::Applied
+                }
+                Err(e) => TxOutcome::Rejected {
+                    code: e.code().into(),
+                    message: e.to_string(),
+                },
+            };
+            let applied_now = matches!(outcome, TxOutcome::Applied);
+            let receipt = Receipt {
+                tx_id: id,
+                height,
+                index: index as u32,
+                outcome,
+            };
+            // A transaction id keeps its first receipt: a copy included again (a replay, or the
+            // same transaction sent to two validators) must not overwrite "applied". The one
+            // exception is a copy that is applied after an earlier copy in this block was
+            // rejected (e.g. a forged signature or a nonce that only fit later): the state did
+            // change, so its receipt must say so.
+            if let Some(&at) = seen.get(&id) {
+                if applied_now {
+                    receipts[at] = receipt;
+                }
+                continue;
+            }
+            if !applied_now && self.store.receipt(&id)?.is_some() {
+                continue;
+            }
+            seen.insert(id, receipts.len());
+            receipts.push(receipt);
+        }
+        for receipt in &receipts {
+            ChainStore::<B>::put_receipt(&mut batch, receipt);
+        }
+        let mut nonces = BTreeMap::new();
+        for tx in txs {
+            if let std::collections::btree_map::Entry::Vacant(e) = nonces.entry(tx.tx.sender) {
+                e.insert(self.cached(base, &tx.tx.sender, &mut accounts)?.nonce);
+            }
+        }
+        // Only accounts whose value changed enter the state tree.
+        let updates = accounts
+            .iter()
+            .filter(|(_, c)| c.current != c.original)
+            .map(|(pk, c)| (account_key(pk), Some(codec::encode(&c.current))))
+            .collect();
+        let (root, state_batch) = self.state.apply(height, updates)?;
+        batch.extend(state_batch);
+        Ok(BlockOutput {
+            state_root: Digest(root),
+            receipts,
+            batch,
+            applied,
+            nonces: nonces.into_iter().collect(),
+        })
+    }
+
+    fn cached<'a>(
+        &self,
+        base: u64,
+        pk: &PublicKey,
+        accounts: &'a mut Accounts,
+    ) -> Result<&'a mut Account, StorageError> {
+        if !accounts.contains_key(pk) {
+            let original = self.account(pk, base)?;
+            accounts.insert(
+                *pk,
+                Cached {
+                    original,
+                    current: original,
+                },
+            );
+        }
+        Ok(&mut accounts.get_mut(pk).expect("just inserted").current)
+    }
+
+    fn apply(
+        &self,
+        base: u64,
+        tx: &SignedTransaction,
+        sig_ok: bool,
+        accounts: &mut Accounts,
+    ) -> Result<Result<(), TxError>, StorageError> {
+        let t = &tx.tx;
+        if t.chain_id != self.chain_id {
+            return Ok(Err(TxError::WrongChain {
+                expected: self.chain_id.clone(),
+                got: t.chain_id.clone(),
+            }));
+        }
+        if !sig_ok {
+            return Ok(Err(TxError::BadSignature(t.sender)));
+        }
+        let sender = *self.cached(base, &t.sender, accounts)?;
+        if sender.nonce != t.nonce {
+            return Ok(Err(TxError::BadNonce {
+                expected: sender.nonce,
+                got: t.nonce,
+            }));
+        }
+        match &t.payload {
+            Payload::Transfer { to, amount } => {
+                let amount = *amount;
+                if amount == 0 {
+                    return Ok(Err(TxError::InvalidAmount));
+                }
+                if sender.balance < amount {
+                    return Ok(Err(TxError::InsufficientFunds {
+                        balance: sender.balance,
+                        amount,
+                    }));
+                }
+                if to != &t.sender {
+                    let receiver = self.cached(base, to, accounts)?;
+                    if receiver.balance.checked_add(amount).is_none() {
+                        return Ok(Err(TxError::Overflow));
+                    }
+                    receiver.balance += amount;
+                    self.cached(base, &t.sender, accounts)?.balance -= amount;
+                }
+                self.cached(base, &t.sender, accounts)?.nonce += 1;
+                Ok(Ok(()))
+            }
+        }
+    }
+}
+
+fn hex_key(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}

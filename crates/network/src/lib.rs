@@ -1,0 +1,292 @@
+//! Authenticated, framed transport between validators.
+//!
+//! Design note: every validator dials every other one and uses that connection only to send;
+//! it receives on the connections others dial to it. A connection opens with a three-message
+//! handshake bound to the committee keys: the initiator's signed `Hello` names both keys, the
+//! chain and a fresh nonce; the responder sends nothing at all until that `Hello` verifies against
+//! a committee key (a stranger gets zero bytes), answers with a signed `Welcome` carrying its own
+//! nonce, and the initiator proves liveness by signing that nonce (`Confirm`), so a recorded
+//! `Hello` cannot be replayed into a session. Frames are length-prefixed with a hard size bound;
+//! an oversized or undecodable frame closes that connection only. Every queue is bounded: a full
+//! per-peer queue drops the message (consensus recovers lost messages by timeouts and sync).
+
+mod handshake;
+
+use borsh::BorshDeserialize;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use netchain_crypto::Keypair;
+use netchain_types::{Committee, ValidatorIndex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tracing::{debug, info, warn};
+
+pub use handshake::HandshakeError;
+
+/// Transport parameters.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// Chain id (bound into the handshake).
+    pub chain_id: String,
+    /// The committee: keys and addresses.
+    pub committee: Committee,
+    /// This validator.
+    pub me: ValidatorIndex,
+    /// Address to listen on.
+    pub listen_address: String,
+    /// Largest frame accepted or sent.
+    pub frame_bytes_max: usize,
+    /// Messages queued per peer before new ones are dropped.
+    pub peer_queue_max: usize,
+    /// Time allowed for a handshake.
+    pub handshake_timeout_ms: u64,
+}
+
+/// Counters of the transport.
+#[derive(Debug, Default)]
+pub struct NetworkStats {
+    /// Messages dropped because a peer queue was full.
+    pub dropped_total: AtomicU64,
+    /// Connections refused in the handshake.
+    pub refused_total: AtomicU64,
+    /// Connections closed for a malformed or oversized frame.
+    pub bad_frames_total: AtomicU64,
+    /// Peers with an established outbound connection.
+    pub peers_connected: AtomicU64,
+}
+
+/// Handle for sending to peers.
+#[derive(Clone)]
+pub struct Network {
+    me: ValidatorIndex,
+    peers: Arc<Vec<Option<mpsc::Sender<Bytes>>>>,
+    stats: Arc<NetworkStats>,
+}
+
+fn codec(frame_bytes_max: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(frame_bytes_max)
+        .new_codec()
+}
+
+impl Network {
+    /// Binds the listener, starts one dialer per peer, and delivers every decoded message from
+    /// an authenticated peer to `tx_inbound`.
+    pub async fn start<M>(
+        cfg: NetworkConfig,
+        keypair: Keypair,
+        tx_inbound: mpsc::Sender<(ValidatorIndex, M)>,
+    ) -> std::io::Result<Self>
+    where
+        M: BorshDeserialize + Send + 'static,
+    {
+        let listener = TcpListener::bind(&cfg.listen_address).await?;
+        info!(address = %cfg.listen_address, "p2p listening");
+        let stats = Arc::new(NetworkStats::default());
+        let cfg = Arc::new(cfg);
+        let mut peers = Vec::new();
+        for (index, validator) in cfg.committee.validators.iter().enumerate() {
+            let index = index as ValidatorIndex;
+            if index == cfg.me {
+                peers.push(None);
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(cfg.peer_queue_max);
+            peers.push(Some(tx));
+            tokio::spawn(dial_loop(
+                cfg.clone(),
+                keypair.clone(),
+                index,
+                validator.p2p_address.clone(),
+                rx,
+                stats.clone(),
+            ));
+        }
+        tokio::spawn(accept_loop(
+            listener,
+            cfg.clone(),
+            keypair,
+            tx_inbound,
+            stats.clone(),
+        ));
+        Ok(Self {
+            me: cfg.me,
+            peers: Arc::new(peers),
+            stats,
+        })
+    }
+
+    /// Queues `bytes` for `to`; returns false if dropped (queue full or unknown peer).
+    pub fn send(&self, to: ValidatorIndex, bytes: Bytes) -> bool {
+        let Some(Some(tx)) = self.peers.get(to as usize) else {
+            return false;
+        };
+        let ok = tx.try_send(bytes).is_ok();
+        if !ok {
+            self.stats.dropped_total.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Queues `bytes` for every peer (not this validator).
+    pub fn broadcast(&self, bytes: Bytes) {
+        for to in 0..self.peers.len() as ValidatorIndex {
+            if to != self.me {
+                self.send(to, bytes.clone());
+            }
+        }
+    }
+
+    /// Transport counters.
+    pub fn stats(&self) -> &Arc<NetworkStats> {
+        &self.stats
+    }
+}
+
+async fn dial_loop(
+    cfg: Arc<NetworkConfig>,
+    keypair: Keypair,
+    peer: ValidatorIndex,
+    address: String,
+    mut rx: mpsc::Receiver<Bytes>,
+    stats: Arc<NetworkStats>,
+) {
+    let mut backoff_ms = 50;
+    let mut pending: Option<Bytes> = None;
+    loop {
+        let stream = match TcpStream::connect(&address).await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(peer, %address, error = %e, "dial failed");
+                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                backoff_ms = (backoff_ms * 2).min(2_000);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut framed = Framed::new(stream, codec(cfg.frame_bytes_max));
+        let peer_key = cfg.committee.key(peer).copied().expect("peer in committee");
+        let hs = tokio::time::timeout(
+            Duration::from_millis(cfg.handshake_timeout_ms),
+            handshake::initiate(&mut framed, &cfg.chain_id, &keypair, &peer_key),
+        )
+        .await;
+        match hs {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(peer, error = %e, "handshake failed");
+                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                backoff_ms = (backoff_ms * 2).min(2_000);
+                continue;
+            }
+            Err(_) => {
+                debug!(peer, "handshake timed out");
+                continue;
+            }
+        }
+        backoff_ms = 50;
+        stats.peers_connected.fetch_add(1, Ordering::Relaxed);
+        debug!(peer, "connected");
+        loop {
+            let msg = match pending.take() {
+                Some(m) => m,
+                None => match rx.recv().await {
+                    Some(m) => m,
+                    None => return,
+                },
+            };
+            if let Err(e) = framed.send(msg.clone()).await {
+                debug!(peer, error = %e, "send failed; reconnecting");
+                pending = Some(msg);
+                break;
+            }
+        }
+        stats.peers_connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn accept_loop<M>(
+    listener: TcpListener,
+    cfg: Arc<NetworkConfig>,
+    keypair: Keypair,
+    tx_inbound: mpsc::Sender<(ValidatorIndex, M)>,
+    stats: Arc<NetworkStats>,
+) where
+    M: BorshDeserialize + Send + 'static,
+{
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_inbound(
+            stream,
+            remote.to_string(),
+            cfg.clone(),
+            keypair.clone(),
+            tx_inbound.clone(),
+            stats.clone(),
+        ));
+    }
+}
+
+async fn serve_inbound<M>(
+    stream: TcpStream,
+    remote: String,
+    cfg: Arc<NetworkConfig>,
+    keypair: Keypair,
+    tx_inbound: mpsc::Sender<(ValidatorIndex, M)>,
+    stats: Arc<NetworkStats>,
+) where
+    M: BorshDeserialize + Send + 'static,
+{
+    let mut framed = Framed::new(stream, codec(cfg.frame_bytes_max));
+    let hs = tokio::time::timeout(
+        Duration::from_millis(cfg.handshake_timeout_ms),
+        handshake::respond(&mut framed, &cfg.chain_id, &keypair, &cfg.committee),
+    )
+    .await;
+    let from = match hs {
+        Ok(Ok(from)) => from,
+        Ok(Err(e)) => {
+            stats.refused_total.fetch_add(1, Ordering::Relaxed);
+            debug!(%remote, error = %e, "inbound refused");
+            return;
+        }
+        Err(_) => {
+            stats.refused_total.fetch_add(1, Ordering::Relaxed);
+            debug!(%remote, "inbound handshake timed out");
+            return;
+        }
+    };
+    while let Some(frame) = framed.next().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                stats.bad_frames_total.fetch_add(1, Ordering::Relaxed);
+                warn!(peer = from, error = %e, "bad frame; closing connection");
+                return;
+            }
+        };
+        let msg = match M::try_from_slice(&frame) {
+            Ok(m) => m,
+            Err(e) => {
+                stats.bad_frames_total.fetch_add(1, Ordering::Relaxed);
+                warn!(peer = from, error = %e, "undecodable message; closing connection");
+                return;
+            }
+        };
+        if tx_inbound.send((from, msg)).await.is_err() {
+            return;
+        }
+    }
+}

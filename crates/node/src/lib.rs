@@ -1,0 +1,244 @@
+//! A validator: wiring of the consensus core, mempool, executor, storage and transport.
+//!
+//! Design note: wiring only. One task owns the consensus [`Core`] and feeds it peer messages and
+//! 10 ms ticks; it performs the core's actions in order (safety data is fsynced before the vote it
+//! protects leaves the node) and serves block-sync requests from the block store. Committed blocks
+//! go through a bounded channel to the execution thread, which executes, writes block + state +
+//! receipts in one synced batch, signs the checkpoint, and tells the mempool. The API reads only
+//! what execution has written ([`Shared`]).
+
+mod consensus_task;
+mod execution_task;
+
+use anyhow::{bail, Context};
+use netchain_config::{Genesis, NodeConfig};
+use netchain_consensus::{Core, CoreConfig, SafetyData};
+use netchain_crypto::{KeyFile, Keypair};
+use netchain_execution::Executor;
+use netchain_mempool::{Mempool, MempoolConfig};
+use netchain_network::{Network, NetworkConfig, NetworkStats};
+use netchain_storage::{ChainStore, ChainTip, FjallBackend, WriteBatch};
+use netchain_types::{Block, Committee, ConsensusMessage, Digest, QuorumCert, ValidatorIndex};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::mpsc;
+
+/// The backend a node runs on.
+pub type Backend = FjallBackend;
+
+/// Live figures of a node.
+#[derive(Clone, Debug, Default)]
+pub struct NodeStatus {
+    /// Height of the last executed block.
+    pub height: u64,
+    /// Its id.
+    pub block_id: Digest,
+    /// State root after it.
+    pub state_root: Digest,
+    /// Current consensus round.
+    pub round: u64,
+    /// Transactions applied since genesis.
+    pub committed_txs_total: u64,
+    /// Proposer timestamp of the last executed block.
+    pub last_block_time_ms: u64,
+    /// When this node executed it.
+    pub last_commit_time_ms: u64,
+    /// Time from the block's proposal to its execution here.
+    pub last_commit_latency_ms: u64,
+    /// Height of the newest certified checkpoint.
+    pub certified_height: u64,
+}
+
+/// State shared with the API.
+pub struct Shared {
+    /// Chain id.
+    pub chain_id: String,
+    /// Genesis.
+    pub genesis: Genesis,
+    /// This validator.
+    pub me: ValidatorIndex,
+    /// Block store.
+    pub store: ChainStore<Backend>,
+    /// Executor (account reads and proofs).
+    pub executor: Executor<Backend>,
+    /// Mempool.
+    pub mempool: Mutex<Mempool>,
+    /// Live figures.
+    pub status: RwLock<NodeStatus>,
+    /// Transport counters.
+    pub network: Arc<NetworkStats>,
+    /// Largest accepted transaction in bytes.
+    pub tx_bytes_max: usize,
+    /// Most transactions in one submit request.
+    pub submit_batch_max: usize,
+}
+
+impl Shared {
+    /// The committee.
+    pub fn committee(&self) -> &Committee {
+        &self.genesis.committee
+    }
+
+    /// A snapshot of the live figures.
+    pub fn status(&self) -> NodeStatus {
+        self.status.read().expect("status lock").clone()
+    }
+}
+
+/// Milliseconds since the Unix epoch (the node's clock; the core gets it as an input).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Writes the genesis state and block into an empty store, or checks that the store belongs to
+/// this genesis.
+fn init_or_check_genesis(
+    store: &ChainStore<Backend>,
+    executor: &Executor<Backend>,
+    genesis: &Genesis,
+) -> anyhow::Result<()> {
+    let hash = genesis.hash();
+    match store.genesis_hash()? {
+        Some(h) if h == hash => return Ok(()),
+        Some(h) => bail!("data directory holds chain with genesis {h}, config has genesis {hash}"),
+        None => {}
+    }
+    let accounts: Vec<_> = genesis
+        .accounts
+        .iter()
+        .map(|a| (a.public_key, a.balance))
+        .collect();
+    let (state_root, mut batch) = executor.genesis(&accounts)?;
+    let block = Block::genesis(hash, genesis.genesis_time_ms);
+    let tip = ChainTip {
+        qc: QuorumCert::genesis(block.id()),
+        block,
+        state_root,
+        total_txs: 0,
+    };
+    let mut meta = WriteBatch::new();
+    ChainStore::<Backend>::put_block(&mut meta, &tip.block);
+    ChainStore::<Backend>::put_tip(&mut meta, &tip);
+    ChainStore::<Backend>::put_genesis_hash(&mut meta, &hash);
+    batch.extend(meta);
+    store.commit(batch)?;
+    Ok(())
+}
+
+/// A running validator.
+pub struct Node {
+    /// State shared with the API.
+    pub shared: Arc<Shared>,
+}
+
+impl Node {
+    /// Opens storage, restores the consensus state, connects to peers and starts the tasks.
+    pub async fn start(cfg: NodeConfig) -> anyhow::Result<Self> {
+        let genesis = Genesis::load(&cfg.genesis_file)?;
+        let keypair: Keypair = KeyFile::load(&cfg.key_file)?;
+        let me = genesis
+            .committee
+            .index_of(&keypair.public())
+            .with_context(|| format!("key {} is not in the committee", keypair.public()))?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+        let backend = Arc::new(
+            FjallBackend::open(&cfg.data_dir.join("db"))
+                .with_context(|| format!("opening store in {}", cfg.data_dir.display()))?,
+        );
+        let store = ChainStore::new(backend.clone());
+        let executor = Executor::new(genesis.chain_id.clone(), backend.clone());
+        init_or_check_genesis(&store, &executor, &genesis)?;
+        let tip = store.tip()?.context("store has no tip after genesis")?;
+        let safety: SafetyData = match store.safety()? {
+            Some(bytes) => borsh::from_slice(&bytes).context("decoding safety data")?,
+            None => SafetyData::default(),
+        };
+        let genesis_id = Block::genesis(genesis.hash(), genesis.genesis_time_ms).id();
+        let validator = &genesis.committee.validators[me as usize];
+        let p = &cfg.consensus;
+        let core_cfg = CoreConfig {
+            round_timeout_ms: p.round_timeout_ms,
+            max_round_timeout_ms: p.max_round_timeout_ms,
+            empty_block_interval_ms: p.empty_block_interval_ms,
+            block_max_txs: p.block_max_txs,
+            block_max_bytes: p.block_max_bytes,
+            ..CoreConfig::new(genesis.chain_id.clone(), genesis.committee.clone(), me)
+        };
+        let core = Core::new(
+            core_cfg,
+            keypair.clone(),
+            genesis_id,
+            tip.block.clone(),
+            tip.qc.clone(),
+            safety,
+            now_ms(),
+        );
+        let (tx_inbound, rx_inbound) = mpsc::channel::<(ValidatorIndex, ConsensusMessage)>(10_000);
+        let network = Network::start(
+            NetworkConfig {
+                chain_id: genesis.chain_id.clone(),
+                committee: genesis.committee.clone(),
+                me,
+                listen_address: cfg
+                    .p2p_listen
+                    .clone()
+                    .unwrap_or_else(|| validator.p2p_address.clone()),
+                frame_bytes_max: cfg.frame_bytes_max,
+                peer_queue_max: 10_000,
+                handshake_timeout_ms: 5_000,
+            },
+            keypair.clone(),
+            tx_inbound.clone(),
+        )
+        .await
+        .context("starting p2p transport")?;
+        let status = NodeStatus {
+            height: tip.block.height,
+            block_id: tip.block.id(),
+            state_root: tip.state_root,
+            committed_txs_total: tip.total_txs,
+            last_block_time_ms: tip.block.timestamp_ms,
+            certified_height: store
+                .latest_checkpoint()?
+                .map(|c| c.checkpoint.height)
+                .unwrap_or(0),
+            ..NodeStatus::default()
+        };
+        let shared = Arc::new(Shared {
+            chain_id: genesis.chain_id.clone(),
+            me,
+            store,
+            executor,
+            mempool: Mutex::new(Mempool::new(MempoolConfig {
+                txs_max: cfg.mempool.txs_max,
+                ..MempoolConfig::default()
+            })),
+            status: RwLock::new(status),
+            network: network.stats().clone(),
+            tx_bytes_max: cfg.mempool.tx_bytes_max,
+            submit_batch_max: cfg.mempool.submit_batch_max,
+            genesis,
+        });
+        let (tx_commit, rx_commit) = mpsc::channel(1_000);
+        execution_task::spawn(
+            shared.clone(),
+            keypair,
+            tip,
+            rx_commit,
+            tx_inbound,
+            network.clone(),
+        );
+        consensus_task::spawn(
+            shared.clone(),
+            core,
+            network,
+            rx_inbound,
+            tx_commit,
+            cfg.frame_bytes_max,
+        );
+        Ok(Self { shared })
+    }
+}

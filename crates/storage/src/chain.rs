@@ -1,0 +1,213 @@
+//! Typed access to the committed chain: blocks by height and id, receipts, checkpoints, the
+//! committed tip and the consensus safety data.
+
+use crate::{Column, KvBackend, StorageError, WriteBatch};
+use borsh::{BorshDeserialize, BorshSerialize};
+use netchain_types::{Block, CertifiedCheckpoint, Digest, QuorumCert, Receipt, TxId};
+use std::sync::Arc;
+
+const META_TIP: &[u8] = b"tip";
+const META_GENESIS: &[u8] = b"genesis";
+const SAFETY_KEY: &[u8] = b"safety";
+
+/// The last executed block: what a restarted node resumes from.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ChainTip {
+    /// The block.
+    pub block: Block,
+    /// The QC certifying it.
+    pub qc: QuorumCert,
+    /// State root after executing it.
+    pub state_root: Digest,
+    /// Transactions applied so far (all heights).
+    pub total_txs: u64,
+}
+
+/// Typed views over a [`KvBackend`].
+pub struct ChainStore<B: KvBackend> {
+    backend: Arc<B>,
+}
+
+impl<B: KvBackend> Clone for ChainStore<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+fn decode<T: BorshDeserialize>(col: Column, key: &[u8], bytes: &[u8]) -> Result<T, StorageError> {
+    borsh::from_slice(bytes).map_err(|e| StorageError::corrupt(col, key, e.to_string()))
+}
+
+fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
+    borsh::to_vec(value).expect("encoding into a Vec cannot fail")
+}
+
+impl<B: KvBackend> ChainStore<B> {
+    /// A store over `backend`.
+    pub fn new(backend: Arc<B>) -> Self {
+        Self { backend }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+
+    fn get<T: BorshDeserialize>(&self, col: Column, key: &[u8]) -> Result<Option<T>, StorageError> {
+        match self.backend.get(col, key)? {
+            Some(bytes) => decode(col, key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds a committed block at its height to `batch`.
+    pub fn put_block(batch: &mut WriteBatch, block: &Block) {
+        let id = block.id();
+        batch.put(Column::Blocks, id.0.to_vec(), encode(block));
+        batch.put(
+            Column::Heights,
+            block.height.to_be_bytes().to_vec(),
+            id.0.to_vec(),
+        );
+    }
+
+    /// Adds a receipt to `batch`.
+    pub fn put_receipt(batch: &mut WriteBatch, receipt: &Receipt) {
+        batch.put(Column::Receipts, receipt.tx_id.0.to_vec(), encode(receipt));
+    }
+
+    /// Adds the new tip to `batch`.
+    pub fn put_tip(batch: &mut WriteBatch, tip: &ChainTip) {
+        batch.put(Column::Meta, META_TIP.to_vec(), encode(tip));
+    }
+
+    /// Adds the genesis hash to `batch`.
+    pub fn put_genesis_hash(batch: &mut WriteBatch, hash: &Digest) {
+        batch.put(Column::Meta, META_GENESIS.to_vec(), hash.0.to_vec());
+    }
+
+    /// The genesis hash this store was initialized with.
+    pub fn genesis_hash(&self) -> Result<Option<Digest>, StorageError> {
+        self.get::<[u8; 32]>(Column::Meta, META_GENESIS)
+            .map(|o| o.map(Digest))
+    }
+
+    /// The last executed block, if any.
+    pub fn tip(&self) -> Result<Option<ChainTip>, StorageError> {
+        self.get(Column::Meta, META_TIP)
+    }
+
+    /// A committed block by height.
+    pub fn block_at(&self, height: u64) -> Result<Option<Block>, StorageError> {
+        let Some(id) = self.backend.get(Column::Heights, &height.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let id: [u8; 32] = id.try_into().map_err(|_| {
+            StorageError::corrupt(Column::Heights, &height.to_be_bytes(), "id length")
+        })?;
+        self.block(&Digest(id))
+    }
+
+    /// A committed block by id.
+    pub fn block(&self, id: &Digest) -> Result<Option<Block>, StorageError> {
+        self.get(Column::Blocks, &id.0)
+    }
+
+    /// A transaction's receipt.
+    pub fn receipt(&self, id: &TxId) -> Result<Option<Receipt>, StorageError> {
+        self.get(Column::Receipts, &id.0)
+    }
+
+    /// Stores a certified checkpoint (durably).
+    pub fn put_checkpoint(&self, cert: &CertifiedCheckpoint) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::new();
+        batch.put(
+            Column::Checkpoints,
+            cert.checkpoint.height.to_be_bytes().to_vec(),
+            encode(cert),
+        );
+        self.backend.write(batch, true)
+    }
+
+    /// The newest certified checkpoint.
+    pub fn latest_checkpoint(&self) -> Result<Option<CertifiedCheckpoint>, StorageError> {
+        match self.backend.last(Column::Checkpoints)? {
+            Some((key, bytes)) => decode(Column::Checkpoints, &key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The certified checkpoint of a height.
+    pub fn checkpoint_at(&self, height: u64) -> Result<Option<CertifiedCheckpoint>, StorageError> {
+        self.get(Column::Checkpoints, &height.to_be_bytes())
+    }
+
+    /// Persists consensus safety data durably (before the vote it protects is sent).
+    pub fn put_safety(&self, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::new();
+        batch.put(Column::Safety, SAFETY_KEY.to_vec(), bytes);
+        self.backend.write(batch, true)
+    }
+
+    /// The persisted safety data, encoded.
+    pub fn safety(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        self.backend.get(Column::Safety, SAFETY_KEY)
+    }
+
+    /// Writes a batch durably.
+    pub fn commit(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.backend.write(batch, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryBackend;
+    use netchain_types::TxOutcome;
+
+    #[test]
+    fn blocks_receipts_tip_round_trip() {
+        let store = ChainStore::new(Arc::new(MemoryBackend::default()));
+        let genesis = Block::genesis(Digest([1; 32]), 7);
+        let mut b1 = genesis.clone();
+        b1.height = 1;
+        b1.round = 1;
+        b1.parent_id = genesis.id();
+        let receipt = Receipt {
+            tx_id: Digest([5; 32]),
+            height: 1,
+            index: 0,
+            outcome: TxOutcome::Applied,
+        };
+        let tip = ChainTip {
+            block: b1.clone(),
+            qc: QuorumCert::genesis(b1.id()),
+            state_root: Digest([3; 32]),
+            total_txs: 1,
+        };
+        let mut batch = WriteBatch::new();
+        ChainStore::<MemoryBackend>::put_block(&mut batch, &genesis);
+        ChainStore::<MemoryBackend>::put_block(&mut batch, &b1);
+        ChainStore::<MemoryBackend>::put_receipt(&mut batch, &receipt);
+        ChainStore::<MemoryBackend>::put_tip(&mut batch, &tip);
+        store.commit(batch).unwrap();
+        assert_eq!(store.block_at(1).unwrap(), Some(b1.clone()));
+        assert_eq!(store.block(&genesis.id()).unwrap(), Some(genesis));
+        assert_eq!(store.block_at(2).unwrap(), None);
+        assert_eq!(store.receipt(&Digest([5; 32])).unwrap(), Some(receipt));
+        assert_eq!(store.tip().unwrap(), Some(tip));
+    }
+
+    #[test]
+    fn corrupt_bytes_are_an_error_not_a_panic() {
+        let backend = Arc::new(MemoryBackend::default());
+        let mut batch = WriteBatch::new();
+        batch.put(Column::Meta, META_TIP.to_vec(), vec![1, 2, 3]);
+        backend.write(batch, false).unwrap();
+        let store = ChainStore::new(backend);
+        assert!(matches!(store.tip(), Err(StorageError::Corrupt { .. })));
+    }
+}

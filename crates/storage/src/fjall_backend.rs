@@ -1,0 +1,101 @@
+//! fjall (LSM-tree) backend.
+
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use crate::kv::{Column, KvBackend, KvPair, WriteBatch};
+use crate::StorageError;
+
+/// A [`KvBackend`] over one fjall `Database` with one keyspace per [`Column`].
+pub struct FjallBackend {
+    db: Database,
+    /// Indexed by [`Column::index`].
+    keyspaces: Vec<Keyspace>,
+}
+
+impl std::fmt::Debug for FjallBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallBackend").finish_non_exhaustive()
+    }
+}
+
+fn backend_err(e: fjall::Error) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+impl FjallBackend {
+    /// Opens (creating if needed) the database in directory `path`.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let db = Database::builder(path).open().map_err(backend_err)?;
+        let keyspaces = Column::ALL
+            .iter()
+            .map(|c| db.keyspace(c.name(), KeyspaceCreateOptions::default))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend_err)?;
+        tracing::debug!(path = %path.display(), "opened fjall storage");
+        Ok(Self { db, keyspaces })
+    }
+
+    fn ks(&self, col: Column) -> &Keyspace {
+        &self.keyspaces[col.index()]
+    }
+}
+
+impl KvBackend for FjallBackend {
+    fn get(&self, col: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .ks(col)
+            .get(key)
+            .map_err(backend_err)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
+        // WriteBatch holds one op per key, which matters: fjall gives every
+        // item of a batch the same sequence number.
+        let mut fb = self.db.batch();
+        if sync {
+            fb = fb.durability(Some(PersistMode::SyncAll));
+        }
+        for (col, key, value) in batch.into_ops() {
+            match value {
+                Some(v) => fb.insert(self.ks(col), key, v),
+                None => fb.remove(self.ks(col), key),
+            }
+        }
+        fb.commit().map_err(backend_err)
+    }
+
+    fn range(
+        &self,
+        col: Column,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StorageError> {
+        if start >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for guard in self.ks(col).range(start..end).take(limit) {
+            let (k, v) = guard.into_inner().map_err(backend_err)?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn last(&self, col: Column) -> Result<Option<KvPair>, StorageError> {
+        match self.ks(col).last_key_value() {
+            None => Ok(None),
+            Some(guard) => {
+                let (k, v) = guard.into_inner().map_err(backend_err)?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+        }
+    }
+
+    fn disk_size_bytes(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+}

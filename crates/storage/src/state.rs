@@ -1,0 +1,240 @@
+//! Versioned Merkle state (Jellyfish Merkle Tree over a [`KvBackend`]).
+//!
+//! Layout: `JmtNodes[version_be ++ borsh(nibble_path)] = borsh(Node)`;
+//! `JmtValues[key_hash ++ (!version)_be] = 0x00 (deleted) | 0x01 ++ value`.
+//! Inverting the version makes the newest value for a key hash sort first,
+//! so "newest value at or below version v" is a one-entry range scan.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jmt::proof::SparseMerkleProof;
+use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
+use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, RootHash, SimpleHasher, Version};
+
+use crate::error::hex;
+use crate::kv::{Column, KvBackend, WriteBatch};
+use crate::{MemoryBackend, StorageError};
+
+/// blake3 as a jmt [`SimpleHasher`].
+#[derive(Clone, Debug)]
+pub struct Blake3Hasher(blake3::Hasher);
+
+impl SimpleHasher for Blake3Hasher {
+    fn new() -> Self {
+        Blake3Hasher(blake3::Hasher::new())
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    fn finalize(self) -> [u8; 32] {
+        *self.0.finalize().as_bytes()
+    }
+}
+
+type Jmt<'a, B> = JellyfishMerkleTree<'a, Reader<'a, B>, Blake3Hasher>;
+
+/// Root hash of the empty state.
+pub fn empty_root() -> [u8; 32] {
+    Jmt::<MemoryBackend>::EMPTY_ROOT.0
+}
+
+fn key_hash(key: &[u8]) -> KeyHash {
+    KeyHash::with::<Blake3Hasher>(key)
+}
+
+fn node_db_key(nk: &NodeKey) -> Result<Vec<u8>, StorageError> {
+    let mut out = nk.version().to_be_bytes().to_vec();
+    borsh::to_writer(&mut out, nk.nibble_path())
+        .map_err(|e| StorageError::Tree(format!("encode node key: {e}")))?;
+    Ok(out)
+}
+
+fn value_db_key(kh: &KeyHash, version: Version) -> Vec<u8> {
+    let mut out = kh.0.to_vec();
+    out.extend_from_slice(&(!version).to_be_bytes());
+    out
+}
+
+/// Maps an error coming out of jmt back to the `StorageError` we put in, if any.
+fn from_jmt(e: anyhow::Error) -> StorageError {
+    match e.downcast::<StorageError>() {
+        Ok(s) => s,
+        Err(e) => StorageError::Tree(format!("{e:#}")),
+    }
+}
+
+/// jmt's read interface over a backend.
+struct Reader<'a, B>(&'a B);
+
+impl<B: KvBackend> TreeReader for Reader<'_, B> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        let key = node_db_key(node_key)?;
+        match self.0.get(Column::JmtNodes, &key)? {
+            None => Ok(None),
+            Some(bytes) => borsh::from_slice::<Node>(&bytes)
+                .map(Some)
+                .map_err(|e| StorageError::corrupt(Column::JmtNodes, &key, e.to_string()).into()),
+        }
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        let start = value_db_key(&key_hash, max_version);
+        let mut end = value_db_key(&key_hash, 0);
+        end.push(0); // just past the oldest possible entry for this key hash
+        let rows = self.0.range(Column::JmtValues, &start, &end, 1)?;
+        let Some((k, v)) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        match v.split_first() {
+            Some((0, [])) => Ok(None),
+            Some((1, rest)) => Ok(Some(rest.to_vec())),
+            _ => Err(StorageError::corrupt(Column::JmtValues, &k, "bad value tag").into()),
+        }
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        // Only used by jmt's state-sync restore, which we do not use.
+        anyhow::bail!("get_rightmost_leaf is not supported by netchain storage")
+    }
+}
+
+/// Versioned authenticated key-value state stored in a [`KvBackend`].
+pub struct StateTree<B: KvBackend> {
+    backend: Arc<B>,
+}
+
+impl<B: KvBackend> StateTree<B> {
+    /// A state tree reading nodes from `backend`.
+    pub fn new(backend: Arc<B>) -> Self {
+        Self { backend }
+    }
+
+    /// The backend the tree reads from.
+    pub fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+
+    fn reader(&self) -> Reader<'_, B> {
+        Reader(&self.backend)
+    }
+
+    /// Computes the root of `version` = previous state + `updates` (`None`
+    /// deletes; the last update of a key wins) and returns it with the batch
+    /// of new tree nodes. Nothing is written: the caller must commit the batch
+    /// before the next `apply`. `version` must be 0 for an empty tree and
+    /// otherwise exactly one above the latest committed version. An empty
+    /// `updates` keeps the previous root.
+    pub fn apply(
+        &self,
+        version: u64,
+        updates: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<([u8; 32], WriteBatch), StorageError> {
+        let invalid = |reason: &str| StorageError::InvalidVersion {
+            version,
+            reason: reason.to_string(),
+        };
+        if self.root(version)?.is_some() {
+            return Err(invalid("version already committed"));
+        }
+        if version > 0 && self.root(version - 1)?.is_none() {
+            return Err(invalid("previous version has no root"));
+        }
+        let deduped: BTreeMap<KeyHash, Option<Vec<u8>>> = updates
+            .into_iter()
+            .map(|(k, v)| (key_hash(&k), v))
+            .collect();
+        let reader = self.reader();
+        let (root, update) = Jmt::new(&reader)
+            .put_value_set(deduped, version)
+            .map_err(from_jmt)?;
+
+        let mut batch = WriteBatch::new();
+        for (nk, node) in update.node_batch.nodes() {
+            let bytes =
+                borsh::to_vec(node).map_err(|e| StorageError::Tree(format!("encode node: {e}")))?;
+            batch.put(Column::JmtNodes, node_db_key(nk)?, bytes);
+        }
+        for ((v, kh), value) in update.node_batch.values() {
+            let encoded = match value {
+                None => vec![0],
+                Some(val) => {
+                    let mut e = Vec::with_capacity(val.len() + 1);
+                    e.push(1);
+                    e.extend_from_slice(val);
+                    e
+                }
+            };
+            batch.put(Column::JmtValues, value_db_key(kh, *v), encoded);
+        }
+        tracing::trace!(version, root = %hex(&root.0), nodes = batch.len(), "state applied");
+        Ok((root.0, batch))
+    }
+
+    /// Root hash at `version`, or `None` if that version was never committed.
+    pub fn root(&self, version: u64) -> Result<Option<[u8; 32]>, StorageError> {
+        let reader = self.reader();
+        let root = Jmt::new(&reader)
+            .get_root_hash_option(version)
+            .map_err(from_jmt)?;
+        Ok(root.map(|r| r.0))
+    }
+
+    fn require_root(&self, version: u64) -> Result<(), StorageError> {
+        match self.root(version)? {
+            Some(_) => Ok(()),
+            None => Err(StorageError::UnknownVersion(version)),
+        }
+    }
+
+    /// Value of `key` as of `version`.
+    pub fn get(&self, key: &[u8], version: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        self.require_root(version)?;
+        let reader = self.reader();
+        Jmt::new(&reader)
+            .get(key_hash(key), version)
+            .map_err(from_jmt)
+    }
+
+    /// Value of `key` as of `version` with a proof against that version's root.
+    pub fn get_with_proof(
+        &self,
+        key: &[u8],
+        version: u64,
+    ) -> Result<(Option<Vec<u8>>, StateProof), StorageError> {
+        self.require_root(version)?;
+        let reader = self.reader();
+        let (value, proof) = Jmt::new(&reader)
+            .get_with_proof(key_hash(key), version)
+            .map_err(from_jmt)?;
+        let bytes =
+            borsh::to_vec(&proof).map_err(|e| StorageError::Tree(format!("encode proof: {e}")))?;
+        Ok((value, StateProof(bytes)))
+    }
+}
+
+/// Borsh-encoded jmt `SparseMerkleProof<Blake3Hasher>`; verifiable without storage.
+#[derive(Clone, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct StateProof(pub Vec<u8>);
+
+impl StateProof {
+    /// Checks that under `root`, `key` maps to `value` (`None`: key absent).
+    pub fn verify(
+        &self,
+        root: [u8; 32],
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StorageError> {
+        let proof: SparseMerkleProof<Blake3Hasher> = borsh::from_slice(&self.0)
+            .map_err(|e| StorageError::InvalidProof(format!("decode: {e}")))?;
+        proof
+            .verify(RootHash(root), key_hash(key), value)
+            .map_err(|e| StorageError::InvalidProof(format!("{e:#}")))
+    }
+}

@@ -1,0 +1,35 @@
+//! Core data types of netchain and their one canonical codec.
+//!
+//! Design note: every value that is signed, hashed or sent between nodes is encoded with borsh
+//! (deterministic, no optional fields, trailing bytes rejected), so one encoding defines identity.
+//! Byte arrays show as lowercase hex in JSON. This crate has no I/O and no crypto: signatures are
+//! carried here as bytes and checked by `netchain-crypto`.
+
+pub mod bytes;
+pub mod codec;
+pub mod committee;
+pub mod consensus;
+pub mod tx;
+
+pub use bytes::{Digest, PublicKey, Signature};
+pub use codec::{decode, encode, CodecError};
+pub use committee::{Committee, Validator, ValidatorIndex};
+pub use consensus::{
+    Block, CertifiedCheckpoint, Checkpoint, ConsensusMessage, Proposal, QuorumCert, Timeout,
+    TimeoutCert, Vote,
+};
+pub use tx::{Account, Payload, Receipt, SignedTransaction, Transaction, TxId, TxOutcome};
+
+/// Upper bound on a chain id's length in bytes.
+pub const CHAIN_ID_MAX_BYTES: usize = 32;
+
+/// Domain-separated blake3 hash of `parts`: `blake3(domain || 0x00 || parts...)`.
+pub fn hash_parts(domain: &str, parts: &[&[u8]]) -> Digest {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(domain.as_bytes());
+    hasher.update(&[0]);
+    for part in parts {
+        hasher.update(part);
+    }
+    Digest(*hasher.finalize().as_bytes())
+}
