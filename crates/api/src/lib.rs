@@ -15,7 +15,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use netchain_crypto::verify_transaction;
 use netchain_execution::account_key;
 use netchain_node::Shared;
 use netchain_types::{codec, Digest, PublicKey, SignedTransaction, TxOutcome};
@@ -116,38 +115,16 @@ fn decode_tx(shared: &Shared, input: TxInput) -> Result<SignedTransaction, ApiEr
     }
 }
 
-/// Checks a transaction and admits it to the mempool.
+/// Admits a transaction through the node's admission checks.
 fn admit(shared: &Shared, tx: SignedTransaction) -> Result<Digest, ApiError> {
-    if tx.tx.chain_id != shared.chain_id {
-        return Err(ApiError::bad(
-            "wrong_chain",
-            format!(
-                "transaction for chain {:?}, this is {:?}",
-                tx.tx.chain_id, shared.chain_id
-            ),
-        ));
-    }
-    verify_transaction(&tx).map_err(|e| ApiError::bad("bad_signature", e.to_string()))?;
-    let height = shared.status().height;
-    let account = shared
-        .executor
-        .account(&tx.tx.sender, height)
-        .map_err(ApiError::internal)?;
-    let id = tx.id();
-    shared
-        .mempool
-        .lock()
-        .expect("mempool lock")
-        .insert(tx, account.nonce)
-        .map_err(|e| {
-            let status = if e.code() == "mempool_full" {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            ApiError::new(status, e.code(), e.to_string())
-        })?;
-    Ok(id)
+    shared.admit(tx).map_err(|e| {
+        let status = match e.code() {
+            "mempool_full" => StatusCode::SERVICE_UNAVAILABLE,
+            "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    })
 }
 
 async fn submit(

@@ -60,6 +60,9 @@ pub trait PayloadSource {
     fn has_pending(&self) -> bool;
     /// Takes transactions for the block of `round`, within the bounds.
     fn pull(&mut self, round: u64, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction>;
+    /// Told of every block another leader proposed that joined the block tree, so the source can
+    /// hold back the transactions it carries (and offer them again if that block is abandoned).
+    fn on_block(&mut self, _round: u64, _txs: &[SignedTransaction]) {}
 }
 
 /// An input to the core.
@@ -80,6 +83,9 @@ pub enum Event {
 /// An output of the core, performed by the driver in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
+    /// Store a block that joined the block tree (uncommitted), so a restart can recover the
+    /// certified chain its safety data refers to. Performed before any later action.
+    StoreBlock(Block),
     /// Durably store the safety data before performing any later action.
     PersistSafety(SafetyData),
     /// Send to one validator (may be this one).
@@ -163,7 +169,9 @@ impl Core {
         assert_eq!(tip_qc.block_id, tip.id(), "tip QC must certify the tip");
         assert!(cfg.committee.key(cfg.me) == Some(&keypair.public()));
         let tip_id = tip.id();
-        let round = tip_qc.round + 1;
+        // Resume no lower than the last round this validator signed in: the timeout rule would
+        // refuse any earlier round.
+        let round = (tip_qc.round + 1).max(safety.last_voted_round);
         let mut core = Self {
             round_deadline_ms: now_ms + cfg.round_timeout_ms,
             cfg,
@@ -190,6 +198,27 @@ impl Core {
         };
         core.proposed_round = core.safety.last_voted_round;
         core
+    }
+
+    /// After a restart: re-inserts the stored uncommitted blocks (oldest first, extending the
+    /// committed tip) and resumes from the highest QC the safety data recorded. Blocks that do
+    /// not link are ignored. Returns how many blocks were recovered.
+    pub fn recover(&mut self, blocks: Vec<Block>) -> usize {
+        let mut recovered = 0;
+        for block in blocks {
+            if block.round <= self.committed_round || !self.blocks.contains_key(&block.parent_id) {
+                continue;
+            }
+            self.blocks.insert(block.id(), block);
+            recovered += 1;
+        }
+        if let Some(qc) = self.safety.one_chain_qc.clone() {
+            if qc.round > self.high_qc.round && self.blocks.contains_key(&qc.block_id) {
+                self.high_qc = qc;
+                self.round = self.round.max(self.high_qc.round + 1);
+            }
+        }
+        recovered
     }
 
     /// Current round.
@@ -257,10 +286,11 @@ impl Core {
             ConsensusMessage::CatchUpResponse { blocks } => {
                 self.on_catch_up_response(now, from, blocks, payload)
             }
-            // Requests are served by the driver from its block store; checkpoint votes go to the
-            // checkpoint aggregator.
+            // Requests are served by the driver from its block store; transactions go to the
+            // mempool and checkpoint votes to the checkpoint aggregator.
             ConsensusMessage::SyncRequest { .. }
             | ConsensusMessage::CatchUpRequest { .. }
+            | ConsensusMessage::Transactions { .. }
             | ConsensusMessage::CheckpointVote { .. } => Ok(()),
         }
     }
@@ -411,6 +441,10 @@ impl Core {
             });
         }
         let qc = pb.block.qc.clone();
+        if pb.block.author != self.cfg.me {
+            payload.on_block(pb.block.round, &pb.block.payload);
+        }
+        self.out.push(Action::StoreBlock(pb.block.clone()));
         self.blocks.insert(id, pb.block);
         // The block's QC may now complete a 2-chain (its parent was missing before).
         self.process_qc(now, &qc, payload);
@@ -441,7 +475,13 @@ impl Core {
             }
             return;
         }
-        let id = block.parent_id;
+        let max_blocks =
+            (block.height - self.committed_height).clamp(1, self.cfg.sync_max_blocks as u64) as u32;
+        self.request_block(now, from, block.parent_id, max_blocks);
+    }
+
+    /// Asks `from` for block `id` and up to `max_blocks - 1` ancestors (rate-limited per id).
+    fn request_block(&mut self, now: u64, from: ValidatorIndex, id: Digest, max_blocks: u32) {
         if let Some(asked) = self.sync_requested.get(&id) {
             if now < asked + SYNC_RETRY_MS {
                 return;
@@ -454,8 +494,6 @@ impl Core {
             }
         }
         self.sync_requested.insert(id, now);
-        let max_blocks =
-            (block.height - self.committed_height).clamp(1, self.cfg.sync_max_blocks as u64) as u32;
         self.out.push(Action::Send {
             to: from,
             msg: ConsensusMessage::SyncRequest {
@@ -713,6 +751,9 @@ impl Core {
         if t.round < self.round {
             return Ok(());
         }
+        if t.round > self.round + VOTE_ROUNDS_AHEAD_MAX {
+            return Err(ConsensusError::BufferFull("timeouts too far ahead"));
+        }
         let round = t.round;
         let entry = self.timeouts.entry(round).or_default();
         entry.insert(t.author, t);
@@ -750,6 +791,12 @@ impl Core {
             return;
         }
         let Some(parent) = self.blocks.get(&self.high_qc.block_id) else {
+            // A QC formed from votes for a block this leader never received: fetch it from a
+            // signer, who has it.
+            if let Some(&(signer, _)) = self.high_qc.votes.iter().find(|(i, _)| *i != self.cfg.me) {
+                let id = self.high_qc.block_id;
+                self.request_block(now, signer, id, 1);
+            }
             return;
         };
         let tc = if self.high_qc.round + 1 == round {
@@ -786,15 +833,26 @@ impl Core {
             timestamp_ms: now.max(parent.timestamp_ms),
             payload: txs,
         };
+        let id = block.id();
         let signature = self
             .keypair
-            .sign(&Block::proposal_message(&self.cfg.chain_id, &block.id()));
+            .sign(&Block::proposal_message(&self.cfg.chain_id, &id));
         self.proposed_round = round;
+        let proposal = Action::Broadcast(ConsensusMessage::Proposal(Proposal {
+            block: block.clone(),
+            signature,
+        }));
+        // Vote for our own block now, so the safety data persisted ahead of the proposal records
+        // this round: `proposed_round` is restored from `last_voted_round`, and a leader that
+        // restarts after proposing must not propose a second, different block for the round.
+        // (Our own proposal coming back through the broadcast is then a known block: no-op.)
+        self.out.push(Action::StoreBlock(block.clone()));
+        self.blocks.insert(id, block);
+        let mark = self.out.len();
+        self.try_vote(&id);
+        let persisted = matches!(self.out.get(mark), Some(Action::PersistSafety(_)));
         self.out
-            .push(Action::Broadcast(ConsensusMessage::Proposal(Proposal {
-                block,
-                signature,
-            })));
+            .insert(if persisted { mark + 1 } else { mark }, proposal);
     }
 
     // ---- sync -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! The voting safety rules and the data they keep.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use netchain_types::{Block, Timeout, Vote};
+use netchain_types::{Block, QuorumCert, Timeout, Vote};
 
 /// What a validator must remember across restarts so it never signs conflicting messages.
 /// Persisted (durably) before any vote or timeout that changed it is sent.
@@ -11,6 +11,9 @@ pub struct SafetyData {
     pub last_voted_round: u64,
     /// Highest round of a QC carried by a block this validator voted for (1-chain round).
     pub one_chain_round: u64,
+    /// The QC of `one_chain_round`: a restarted validator resumes from it, since the timeout rule
+    /// will not let it time out with anything lower.
+    pub one_chain_qc: Option<QuorumCert>,
     /// Highest round of the parent of such a QC (2-chain round).
     pub preferred_round: u64,
     /// The last vote, re-sent unchanged if asked to vote again in its round.
@@ -38,7 +41,10 @@ impl SafetyData {
     /// Records a vote for `block` (call only after [`SafetyData::safe_to_vote`]).
     pub fn record_vote(&mut self, block: &Block, vote: Vote) {
         self.last_voted_round = block.round;
-        self.one_chain_round = self.one_chain_round.max(block.qc.round);
+        if block.qc.round >= self.one_chain_round {
+            self.one_chain_round = block.qc.round;
+            self.one_chain_qc = Some(block.qc.clone());
+        }
         self.last_vote = Some(vote);
     }
 

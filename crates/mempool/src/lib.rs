@@ -290,7 +290,47 @@ impl Mempool {
     }
 }
 
+impl Mempool {
+    /// Holds back the transactions another leader proposed in `round`: they leave the queue for
+    /// the in-flight set of that round, exactly as if this pool had proposed them.
+    pub fn mark_proposed(&mut self, round: u64, txs: &[SignedTransaction]) {
+        let mut held = Vec::new();
+        for tx in txs {
+            let (sender, nonce) = (tx.tx.sender, tx.tx.nonce);
+            let Some(queue) = self.queued.get_mut(&sender) else {
+                continue;
+            };
+            if queue.get(&nonce) != Some(tx) {
+                continue;
+            }
+            let ours = queue.remove(&nonce).expect("checked above");
+            if queue.is_empty() {
+                self.queued.remove(&sender);
+            }
+            let next = self.next_nonce.entry(sender).or_insert(nonce);
+            if *next == nonce {
+                *next = nonce + 1;
+                if self
+                    .queued
+                    .get(&sender)
+                    .is_some_and(|q| q.contains_key(&(nonce + 1)))
+                {
+                    self.mark_ready(sender);
+                }
+            }
+            held.push(ours);
+        }
+        if !held.is_empty() {
+            self.in_flight.entry(round).or_default().extend(held);
+        }
+    }
+}
+
 impl PayloadSource for Mempool {
+    fn on_block(&mut self, round: u64, txs: &[SignedTransaction]) {
+        self.mark_proposed(round, txs);
+    }
+
     fn has_pending(&self) -> bool {
         !self.ready.is_empty()
     }
@@ -402,6 +442,23 @@ mod tests {
         m.on_commit(3, &[tx(1, 0).id()], &[(PublicKey([1; 32]), 1)]);
         assert_eq!(m.len(), 1);
         assert_eq!(nonces(&m.take(4, 10, 1 << 20)), vec![(1, 1)]);
+    }
+
+    #[test]
+    fn others_proposals_are_held_back_and_requeued_if_abandoned() {
+        let mut m = Mempool::new(MempoolConfig::default());
+        for n in 0..3 {
+            m.insert(tx(1, n), 0).unwrap();
+        }
+        m.insert(tx(2, 0), 0).unwrap();
+        // Another leader proposed sender 1's nonces 0 and 1 in round 4.
+        m.mark_proposed(4, &[tx(1, 0), tx(1, 1), tx(9, 0)]);
+        assert_eq!(nonces(&m.take(5, 10, 1 << 20)), vec![(1, 2), (2, 0)]);
+        assert_eq!(m.len(), 4);
+        // A block of round 4 without them committed, so round 4's block was abandoned: its
+        // transactions come back, in nonce order (round 5's are still in flight).
+        m.on_commit(4, &[], &[(PublicKey([1; 32]), 0)]);
+        assert_eq!(nonces(&m.take(6, 10, 1 << 20)), vec![(1, 0), (1, 1)]);
     }
 
     #[test]

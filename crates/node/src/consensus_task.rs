@@ -1,10 +1,13 @@
 //! The task that owns the consensus core.
 
+use crate::admission::GOSSIP_BATCH_MAX;
 use crate::{now_ms, Shared};
 use bytes::Bytes;
 use netchain_consensus::{Action, CheckpointAggregator, Core, Event};
 use netchain_network::Network;
-use netchain_types::{codec, Block, ConsensusMessage, Digest, QuorumCert, ValidatorIndex};
+use netchain_types::{
+    codec, Block, ConsensusMessage, Digest, QuorumCert, SignedTransaction, ValidatorIndex,
+};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +23,7 @@ struct ConsensusTask {
     core: Core,
     network: Network,
     tx_commit: mpsc::Sender<(Vec<Block>, QuorumCert)>,
+    tx_ingest: mpsc::Sender<Vec<SignedTransaction>>,
     checkpoints: CheckpointAggregator,
     loopback: VecDeque<ConsensusMessage>,
     sync_bytes_max: usize,
@@ -32,6 +36,7 @@ pub(crate) fn spawn(
     network: Network,
     mut rx_inbound: mpsc::Receiver<(ValidatorIndex, ConsensusMessage)>,
     tx_commit: mpsc::Sender<(Vec<Block>, QuorumCert)>,
+    tx_ingest: mpsc::Sender<Vec<SignedTransaction>>,
     frame_bytes_max: usize,
 ) {
     let certified = shared.status().certified_height;
@@ -42,6 +47,7 @@ pub(crate) fn spawn(
         core,
         network,
         tx_commit,
+        tx_ingest,
         checkpoints,
         loopback: VecDeque::new(),
         sync_bytes_max: frame_bytes_max / 2,
@@ -77,6 +83,14 @@ impl ConsensusTask {
                 from_height,
                 max_blocks,
             } => self.serve_catch_up(from, from_height, max_blocks),
+            ConsensusMessage::Transactions { txs } => {
+                if txs.len() > GOSSIP_BATCH_MAX || self.tx_ingest.try_send(txs).is_err() {
+                    debug!(
+                        from,
+                        "gossiped transactions dropped (oversized or ingest busy)"
+                    );
+                }
+            }
             ConsensusMessage::CheckpointVote {
                 checkpoint,
                 author,
@@ -125,6 +139,12 @@ impl ConsensusTask {
     /// Performs one action; false if the node must stop (safety data not durable).
     async fn perform(&mut self, action: Action) -> bool {
         match action {
+            Action::StoreBlock(block) => {
+                if let Err(e) = self.shared.store.put_uncommitted_block(&block) {
+                    error!(error = %e, "storing block failed");
+                    return false;
+                }
+            }
             Action::PersistSafety(safety) => {
                 if let Err(e) = self.shared.store.put_safety(codec::encode(&safety)) {
                     error!(error = %e, "persisting safety data failed");

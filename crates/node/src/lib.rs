@@ -7,6 +7,7 @@
 //! receipts in one synced batch, signs the checkpoint, and tells the mempool. The API reads only
 //! what execution has written ([`Shared`]).
 
+mod admission;
 mod consensus_task;
 mod execution_task;
 
@@ -21,6 +22,8 @@ use netchain_storage::{ChainStore, ChainTip, FjallBackend, WriteBatch};
 use netchain_types::{Block, Committee, ConsensusMessage, Digest, QuorumCert, ValidatorIndex};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
+
+pub use admission::AdmitError;
 
 /// The backend a node runs on.
 pub type Backend = FjallBackend;
@@ -70,6 +73,8 @@ pub struct Shared {
     pub tx_bytes_max: usize,
     /// Most transactions in one submit request.
     pub submit_batch_max: usize,
+    /// Admitted client transactions on their way to the peers.
+    tx_gossip: mpsc::Sender<netchain_types::SignedTransaction>,
 }
 
 impl Shared {
@@ -127,6 +132,35 @@ fn init_or_check_genesis(
     Ok(())
 }
 
+/// Most uncommitted blocks walked back on restart.
+const RECOVER_BLOCKS_MAX: usize = 10_000;
+
+/// The stored uncommitted blocks from the committed tip up to the block of the highest QC the
+/// safety data recorded, oldest first (empty if the chain is incomplete).
+fn recover_uncommitted(
+    store: &ChainStore<Backend>,
+    tip: &ChainTip,
+    safety: &SafetyData,
+) -> anyhow::Result<Vec<Block>> {
+    let Some(qc) = &safety.one_chain_qc else {
+        return Ok(Vec::new());
+    };
+    let tip_id = tip.block.id();
+    let mut chain = Vec::new();
+    let mut cursor = qc.block_id;
+    while cursor != tip_id && chain.len() < RECOVER_BLOCKS_MAX {
+        match store.block(&cursor)? {
+            Some(block) if block.height > tip.block.height => {
+                cursor = block.parent_id;
+                chain.push(block);
+            }
+            _ => return Ok(Vec::new()),
+        }
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
 /// A running validator.
 pub struct Node {
     /// State shared with the API.
@@ -167,7 +201,8 @@ impl Node {
             block_max_bytes: p.block_max_bytes,
             ..CoreConfig::new(genesis.chain_id.clone(), genesis.committee.clone(), me)
         };
-        let core = Core::new(
+        let recovered = recover_uncommitted(&store, &tip, &safety)?;
+        let mut core = Core::new(
             core_cfg,
             keypair.clone(),
             genesis_id,
@@ -175,6 +210,13 @@ impl Node {
             tip.qc.clone(),
             safety,
             now_ms(),
+        );
+        let n = core.recover(recovered);
+        tracing::info!(
+            height = tip.block.height,
+            recovered_blocks = n,
+            round = core.round(),
+            "consensus state restored"
         );
         let (tx_inbound, rx_inbound) = mpsc::channel::<(ValidatorIndex, ConsensusMessage)>(10_000);
         let network = Network::start(
@@ -207,7 +249,10 @@ impl Node {
                 .unwrap_or(0),
             ..NodeStatus::default()
         };
+        let (tx_gossip, rx_gossip) = mpsc::channel(100_000);
+        let (tx_ingest, rx_ingest) = mpsc::channel(1_000);
         let shared = Arc::new(Shared {
+            tx_gossip,
             chain_id: genesis.chain_id.clone(),
             me,
             store,
@@ -222,6 +267,8 @@ impl Node {
             submit_batch_max: cfg.mempool.submit_batch_max,
             genesis,
         });
+        admission::spawn_gossip(network.clone(), rx_gossip);
+        admission::spawn_ingest(shared.clone(), rx_ingest);
         let (tx_commit, rx_commit) = mpsc::channel(1_000);
         execution_task::spawn(
             shared.clone(),
@@ -237,6 +284,7 @@ impl Node {
             network,
             rx_inbound,
             tx_commit,
+            tx_ingest,
             cfg.frame_bytes_max,
         );
         Ok(Self { shared })

@@ -73,6 +73,15 @@ impl<B: KvBackend> ChainStore<B> {
         );
     }
 
+    /// Stores a block that is not committed yet (by id only, no height), without fsync: it
+    /// survives a process crash, and the next synced write (the safety data that follows it)
+    /// makes it durable.
+    pub fn put_uncommitted_block(&self, block: &Block) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::new();
+        batch.put(Column::Blocks, block.id().0.to_vec(), encode(block));
+        self.backend.write(batch, false)
+    }
+
     /// Adds a receipt to `batch`.
     pub fn put_receipt(batch: &mut WriteBatch, receipt: &Receipt) {
         batch.put(Column::Receipts, receipt.tx_id.0.to_vec(), encode(receipt));

@@ -229,6 +229,11 @@ pub enum ConsensusMessage {
         /// The blocks.
         blocks: Vec<Block>,
     },
+    /// Client transactions a validator admitted, passed on so any leader can propose them.
+    Transactions {
+        /// The transactions.
+        txs: Vec<SignedTransaction>,
+    },
     /// A validator's signature on an executed checkpoint.
     CheckpointVote {
         /// The checkpoint.

@@ -1,0 +1,121 @@
+//! Admission of transactions into the mempool (from clients and from peers) and their gossip.
+
+use crate::Shared;
+use bytes::Bytes;
+use netchain_crypto::{verify_each, verify_transaction};
+use netchain_mempool::MempoolError;
+use netchain_network::Network;
+use netchain_types::{codec, ConsensusMessage, SignedTransaction, TxId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Transactions gossiped in one message at most.
+pub const GOSSIP_BATCH_MAX: usize = 2_000;
+const GOSSIP_WAIT: Duration = Duration::from_millis(5);
+
+/// Why a transaction was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// Signed for another chain.
+    #[error("transaction for chain {got:?}, this is {expected:?}")]
+    WrongChain {
+        /// This chain.
+        expected: String,
+        /// The transaction's chain.
+        got: String,
+    },
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// The mempool refused it.
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+    /// Reading the account failed.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl AdmitError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::WrongChain { .. } => "wrong_chain",
+            Self::BadSignature => "bad_signature",
+            Self::Mempool(e) => e.code(),
+            Self::Storage(_) => "internal",
+        }
+    }
+}
+
+impl Shared {
+    /// Checks a client's transaction (chain, signature, nonce, pool bounds), admits it and passes
+    /// it on to the other validators.
+    pub fn admit(&self, tx: SignedTransaction) -> Result<TxId, AdmitError> {
+        verify_transaction(&tx).map_err(|_| AdmitError::BadSignature)?;
+        let id = self.admit_verified(tx.clone())?;
+        // Best effort: a full gossip queue only means other leaders learn of it later.
+        let _ = self.tx_gossip.try_send(tx);
+        Ok(id)
+    }
+
+    /// Admits a transaction whose signature is already checked.
+    fn admit_verified(&self, tx: SignedTransaction) -> Result<TxId, AdmitError> {
+        if tx.tx.chain_id != self.chain_id {
+            return Err(AdmitError::WrongChain {
+                expected: self.chain_id.clone(),
+                got: tx.tx.chain_id.clone(),
+            });
+        }
+        let height = self.status().height;
+        let account = self
+            .executor
+            .account(&tx.tx.sender, height)
+            .map_err(|e| AdmitError::Storage(e.to_string()))?;
+        let id = tx.id();
+        self.mempool
+            .lock()
+            .expect("mempool lock")
+            .insert(tx, account.nonce)?;
+        Ok(id)
+    }
+}
+
+/// Batches admitted client transactions and broadcasts them to the peers.
+pub(crate) fn spawn_gossip(network: Network, mut rx: mpsc::Receiver<SignedTransaction>) {
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut txs = vec![first];
+            let deadline = tokio::time::Instant::now() + GOSSIP_WAIT;
+            while txs.len() < GOSSIP_BATCH_MAX {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(tx)) => txs.push(tx),
+                    _ => break,
+                }
+            }
+            let msg = ConsensusMessage::Transactions { txs };
+            network.broadcast(Bytes::from(codec::encode(&msg)));
+        }
+    });
+}
+
+/// Admits transactions gossiped by peers (batch-verified off the consensus task).
+pub(crate) fn spawn_ingest(shared: Arc<Shared>, mut rx: mpsc::Receiver<Vec<SignedTransaction>>) {
+    std::thread::Builder::new()
+        .name("tx-ingest".into())
+        .spawn(move || {
+            while let Some(txs) = rx.blocking_recv() {
+                let items: Vec<_> = txs
+                    .iter()
+                    .map(|t| (t.tx.sender, t.tx.signing_message(), t.signature))
+                    .collect();
+                for (tx, ok) in txs.into_iter().zip(verify_each(&items)) {
+                    if ok {
+                        // Duplicates and stale nonces are expected here; nothing to report.
+                        let _ = shared.admit_verified(tx);
+                    }
+                }
+            }
+        })
+        .expect("spawning ingest thread");
+}
