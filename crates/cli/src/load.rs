@@ -78,8 +78,13 @@ pub async fn run(
     let mut sent: u64 = 0;
     let mut next_account = 0usize;
     let mut ticker = tokio::time::interval(TICK);
+    // A node whose request failed is skipped for a while; its accounts go to the next node (the
+    // validators pass transactions on to each other, so any of them will do).
+    let mut down_until = vec![Instant::now(); clients.len()];
     while !stop.load(Ordering::Relaxed) {
         ticker.tick().await;
+        let now = Instant::now();
+        let up: Vec<usize> = (0..clients.len()).filter(|&i| down_until[i] <= now).collect();
         let due = (rate_tps as f64 * start.elapsed().as_secs_f64()) as u64;
         let count = due.saturating_sub(sent).min(rate_tps.max(1) * 2) as usize;
         sent = due;
@@ -102,9 +107,11 @@ pub async fn run(
                 },
             );
             nonces[a] += 1;
-            per_node[a % clients.len()].push((a, tx));
+            let node = if up.is_empty() { a % clients.len() } else { up[a % up.len()] };
+            per_node[node].push((a, tx));
         }
         let mut handles = Vec::new();
+        let mut resync = Vec::new();
         for (node, batch) in per_node.into_iter().enumerate() {
             if batch.is_empty() {
                 continue;
@@ -143,17 +150,30 @@ pub async fn run(
                         } else {
                             stats.rejected.fetch_add(1, Ordering::Relaxed);
                             *stats.last_rejection.lock().expect("rej") = item.code.clone();
+                            if item.code.as_deref() == Some("nonce_too_high") {
+                                // A gap (a node died holding earlier ones): start over from
+                                // the chain's nonce.
+                                resync.push(*a);
+                            }
                             // Reuse the nonce so the account's sequence has no gap.
                             nonces[*a] = nonces[*a].min(tx.tx.nonce);
                         }
                     }
                 }
                 Err(e) => {
+                    down_until[node] = Instant::now() + Duration::from_secs(2);
                     stats.failed_requests.fetch_add(1, Ordering::Relaxed);
                     *stats.last_rejection.lock().expect("rej") = Some(e.to_string());
                     for (a, tx) in &batch {
                         nonces[*a] = nonces[*a].min(tx.tx.nonce);
                     }
+                }
+            }
+        }
+        if let Some(&node) = up.first() {
+            for a in resync {
+                if let Ok(acct) = clients[node].account(&keys[a].public(), false).await {
+                    nonces[a] = acct.nonce;
                 }
             }
         }

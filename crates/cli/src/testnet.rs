@@ -74,6 +74,7 @@ pub async fn run(opts: TestnetOptions) -> anyhow::Result<bool> {
     let start = Instant::now();
     let tty = std::io::stdout().is_terminal();
     let mut history: Vec<(Instant, u64)> = Vec::new();
+    let mut exited = vec![false; n];
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -114,7 +115,10 @@ pub async fn run(opts: TestnetOptions) -> anyhow::Result<bool> {
             .map_or("-".into(), |v| format!("{v}"));
         for (i, p) in procs.iter_mut().enumerate() {
             if let Ok(Some(code)) = p.child.try_wait() {
-                eprintln!("\nvalidator {i} exited ({code}); see its node.log");
+                if !exited[i] {
+                    exited[i] = true;
+                    eprintln!("\nvalidator {i} exited ({code}); see its node.log");
+                }
             }
         }
         let line = format!(

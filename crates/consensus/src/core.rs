@@ -913,20 +913,21 @@ impl Core {
             )?;
             certified.push(block.clone());
         }
-        let got = certified.len();
-        self.catch_up_until_ms = 0;
+        let Some(next_height) = certified.last().map(|b| b.height + 1) else {
+            self.catch_up_until_ms = 0;
+            return Ok(());
+        };
         self.insert_certified(now, from, certified.into_iter(), payload);
-        // Keep going while the peer had more than we could certify.
-        if got + 1 >= self.cfg.sync_max_blocks as usize {
-            self.catch_up_until_ms = now + SYNC_RETRY_MS;
-            self.out.push(Action::Send {
-                to: from,
-                msg: ConsensusMessage::CatchUpRequest {
-                    from_height: self.committed_height + 1,
-                    max_blocks: self.cfg.sync_max_blocks,
-                },
-            });
-        }
+        // Keep going from the first block not certified yet while the peer has more (a batch
+        // may be cut short by its byte bound, and need not commit anything by itself).
+        self.catch_up_until_ms = now + SYNC_RETRY_MS;
+        self.out.push(Action::Send {
+            to: from,
+            msg: ConsensusMessage::CatchUpRequest {
+                from_height: next_height.max(self.committed_height + 1),
+                max_blocks: self.cfg.sync_max_blocks,
+            },
+        });
         Ok(())
     }
 

@@ -953,7 +953,7 @@ fn far_behind_asks_for_catch_up_and_commits_served_blocks() {
         }]
     );
     // Serve heights 1..=4: 1..=3 are certified by their children and inserted; B1 commits
-    // (QC(B2) with B2 right after B1), and it asks for more from the new committed height.
+    // (QC(B2) with B2 right after B1), and it asks for more from the first uncertified height.
     let actions = deliver_ok(
         &mut core,
         0,
@@ -968,7 +968,7 @@ fn far_behind_asks_for_catch_up_and_commits_served_blocks() {
     assert!(actions.contains(&Action::Send {
         to: 0,
         msg: ConsensusMessage::CatchUpRequest {
-            from_height: 2,
+            from_height: 4,
             max_blocks: 4
         }
     }));
