@@ -84,7 +84,9 @@ pub async fn run(
     while !stop.load(Ordering::Relaxed) {
         ticker.tick().await;
         let now = Instant::now();
-        let up: Vec<usize> = (0..clients.len()).filter(|&i| down_until[i] <= now).collect();
+        let up: Vec<usize> = (0..clients.len())
+            .filter(|&i| down_until[i] <= now)
+            .collect();
         let due = (rate_tps as f64 * start.elapsed().as_secs_f64()) as u64;
         let count = due.saturating_sub(sent).min(rate_tps.max(1) * 2) as usize;
         sent = due;
@@ -107,7 +109,11 @@ pub async fn run(
                 },
             );
             nonces[a] += 1;
-            let node = if up.is_empty() { a % clients.len() } else { up[a % up.len()] };
+            let node = if up.is_empty() {
+                a % clients.len()
+            } else {
+                up[a % up.len()]
+            };
             per_node[node].push((a, tx));
         }
         let mut handles = Vec::new();
