@@ -66,6 +66,9 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
+/// Largest request body (a full batch of hex-encoded transactions fits).
+const BODY_BYTES_MAX: usize = 16 << 20;
+
 /// The router of all endpoints.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -78,6 +81,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/checkpoints/latest", get(latest_checkpoint))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(shared)
 }
 
@@ -143,26 +147,11 @@ async fn submit(
     ))
 }
 
-async fn submit_batch(
-    State(shared): State<Arc<Shared>>,
-    body: Result<Json<BatchRequest>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<BatchResponse> {
-    let Json(req) = body.map_err(|e| ApiError::bad("malformed", e.body_text()))?;
-    let inputs = req.into_inputs();
-    if inputs.len() > shared.submit_batch_max {
-        return Err(ApiError::bad(
-            "oversize",
-            format!(
-                "{} transactions, limit {}",
-                inputs.len(),
-                shared.submit_batch_max
-            ),
-        ));
-    }
+fn admit_all(shared: &Shared, inputs: Vec<TxInput>) -> (usize, usize, Vec<BatchItem>) {
     let mut results = Vec::with_capacity(inputs.len());
     let (mut accepted, mut rejected) = (0, 0);
     for input in inputs {
-        let result = decode_tx(&shared, input).and_then(|tx| admit(&shared, tx));
+        let result = decode_tx(shared, input).and_then(|tx| admit(shared, tx));
         results.push(match result {
             Ok(id) => {
                 accepted += 1;
@@ -184,6 +173,32 @@ async fn submit_batch(
             }
         });
     }
+    (accepted, rejected, results)
+}
+
+async fn submit_batch(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Json<BatchRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<BatchResponse> {
+    let Json(req) = body.map_err(|e| ApiError::bad("malformed", e.body_text()))?;
+    let inputs = req.into_inputs();
+    if inputs.len() > shared.submit_batch_max {
+        return Err(ApiError::bad(
+            "oversize",
+            format!(
+                "{} transactions, limit {}",
+                inputs.len(),
+                shared.submit_batch_max
+            ),
+        ));
+    }
+    // Signature checks and state reads are CPU and disk work: keep them off the async workers
+    // that also carry consensus and the network.
+    let worker = shared.clone();
+    let (accepted, rejected, results) =
+        tokio::task::spawn_blocking(move || admit_all(&worker, inputs))
+            .await
+            .map_err(ApiError::internal)?;
     Ok(Json(BatchResponse {
         accepted,
         rejected,

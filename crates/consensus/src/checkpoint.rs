@@ -48,6 +48,14 @@ impl CheckpointAggregator {
             .committee
             .key(author)
             .ok_or(ConsensusError::UnknownValidator(author))?;
+        // One vote per author and height; a replay costs no signature check.
+        if self
+            .pending
+            .get(&height)
+            .is_some_and(|by_cp| by_cp.values().any(|sigs| sigs.contains_key(&author)))
+        {
+            return Ok(None);
+        }
         verify(key, &checkpoint.signing_message(), &signature).map_err(|_| {
             ConsensusError::BadSignature {
                 what: "checkpoint",
@@ -55,9 +63,6 @@ impl CheckpointAggregator {
             }
         })?;
         let by_cp = self.pending.entry(height).or_default();
-        if by_cp.values().any(|sigs| sigs.contains_key(&author)) {
-            return Ok(None);
-        }
         let sigs = by_cp.entry(checkpoint.clone()).or_default();
         sigs.insert(author, signature);
         if sigs.len() < self.committee.quorum() {

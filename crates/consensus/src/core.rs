@@ -58,11 +58,16 @@ impl CoreConfig {
 pub trait PayloadSource {
     /// Whether any transaction is waiting.
     fn has_pending(&self) -> bool;
-    /// Takes transactions for the block of `round`, within the bounds.
-    fn pull(&mut self, round: u64, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction>;
-    /// Told of every block another leader proposed that joined the block tree, so the source can
-    /// hold back the transactions it carries (and offer them again if that block is abandoned).
-    fn on_block(&mut self, _round: u64, _txs: &[SignedTransaction]) {}
+    /// Takes transactions for the block of `round`, within the bounds. `ancestors` are the
+    /// uncommitted blocks the new block extends (its parent first): their transactions must not
+    /// be proposed again, and a sender's nonces continue after theirs.
+    fn pull(
+        &mut self,
+        round: u64,
+        max_txs: usize,
+        max_bytes: usize,
+        ancestors: &[&Block],
+    ) -> Vec<SignedTransaction>;
 }
 
 /// An input to the core.
@@ -147,12 +152,17 @@ pub struct Core {
     votes: BTreeMap<u64, HashMap<ValidatorIndex, Vote>>,
     timeouts: BTreeMap<u64, BTreeMap<ValidatorIndex, Timeout>>,
     proposed_round: u64,
+    /// First valid proposal seen per round (equivocation guard), pruned at commit.
+    proposals: BTreeMap<u64, Digest>,
+    /// Peer a catch-up request is outstanding with.
+    catch_up_peer: Option<ValidatorIndex>,
     out: Vec<Action>,
 }
 
 const SYNC_RETRY_MS: u64 = 500;
 const SYNC_REQUESTS_MAX: usize = 64;
 const VOTE_ROUNDS_AHEAD_MAX: u64 = 100;
+const PROPOSALS_TRACKED_MAX: usize = 1_000;
 
 impl Core {
     /// A core resuming from the committed tip `tip` (certified by `tip_qc`) and persisted safety
@@ -194,6 +204,8 @@ impl Core {
             votes: BTreeMap::new(),
             timeouts: BTreeMap::new(),
             proposed_round: 0,
+            proposals: BTreeMap::new(),
+            catch_up_peer: None,
             out: Vec::new(),
         };
         core.proposed_round = core.safety.last_voted_round;
@@ -316,14 +328,14 @@ impl Core {
         if block.qc.round >= block.round {
             return Err(malformed("QC round not below block round"));
         }
-        if block.height != block.qc.height + 1 {
+        if block.qc.height.checked_add(1) != Some(block.height) {
             return Err(malformed("height is not parent height + 1"));
         }
         match &block.tc {
             None if block.round != block.qc.round + 1 => {
                 return Err(malformed("round skips without a timeout certificate"))
             }
-            Some(tc) if tc.round + 1 != block.round => {
+            Some(tc) if tc.round.checked_add(1) != Some(block.round) => {
                 return Err(malformed("timeout certificate not for the previous round"))
             }
             Some(tc) if block.qc.round < tc.max_high_qc_round() => {
@@ -368,12 +380,21 @@ impl Core {
         if self.blocks.contains_key(&id) {
             return Ok(());
         }
-        self.check_block(&p.block, &id)?;
+        // Cheap checks first: the leader's own signature (one verification) before the block's
+        // certificates (2f+1) and hashing its payload.
+        let leader = self.cfg.committee.leader(p.block.round);
+        if p.block.author != leader {
+            return Err(ConsensusError::WrongLeader {
+                round: p.block.round,
+                leader,
+                author: p.block.author,
+            });
+        }
         let author_key = self
             .cfg
             .committee
             .key(p.block.author)
-            .expect("leader in committee");
+            .ok_or(ConsensusError::UnknownValidator(p.block.author))?;
         verify(
             author_key,
             &Block::proposal_message(&self.cfg.chain_id, &id),
@@ -383,6 +404,22 @@ impl Core {
             what: "proposal",
             author: p.block.author,
         })?;
+        // One proposal per round: a second, different one from the leader is equivocation.
+        match self.proposals.get(&p.block.round) {
+            Some(first) if *first != id => {
+                return Err(ConsensusError::Equivocation {
+                    round: p.block.round,
+                    author: p.block.author,
+                })
+            }
+            Some(_) => return Ok(()),
+            None => {}
+        }
+        self.check_block(&p.block, &id)?;
+        if self.proposals.len() >= PROPOSALS_TRACKED_MAX {
+            self.proposals.pop_first();
+        }
+        self.proposals.insert(p.block.round, id);
         // Certificates first: they may move this validator into the block's round.
         self.process_qc(now, &p.block.qc, payload);
         if let Some(tc) = &p.block.tc {
@@ -432,18 +469,17 @@ impl Core {
             self.pending.entry(parent_id).or_default().push(pb);
             return Ok(());
         };
-        if pb.block.timestamp_ms < parent.timestamp_ms
-            || pb.block.timestamp_ms > now + self.cfg.clock_skew_max_ms
-        {
+        // The future bound applies to fresh proposals only: certified blocks are already final
+        // for a quorum, and a node with a slow clock must still be able to sync them.
+        let from_future = pb.signature.is_some()
+            && pb.block.timestamp_ms > now.saturating_add(self.cfg.clock_skew_max_ms);
+        if pb.block.timestamp_ms < parent.timestamp_ms || from_future {
             return Err(ConsensusError::MalformedBlock {
                 block: id,
                 reason: "timestamp before parent's or too far ahead".into(),
             });
         }
         let qc = pb.block.qc.clone();
-        if pb.block.author != self.cfg.me {
-            payload.on_block(pb.block.round, &pb.block.payload);
-        }
         self.out.push(Action::StoreBlock(pb.block.clone()));
         self.blocks.insert(id, pb.block);
         // The block's QC may now complete a 2-chain (its parent was missing before).
@@ -465,6 +501,7 @@ impl Core {
         if block.height > self.committed_height + self.cfg.sync_max_blocks as u64 {
             if now >= self.catch_up_until_ms {
                 self.catch_up_until_ms = now + SYNC_RETRY_MS;
+                self.catch_up_peer = Some(from);
                 self.out.push(Action::Send {
                     to: from,
                     msg: ConsensusMessage::CatchUpRequest {
@@ -475,8 +512,8 @@ impl Core {
             }
             return;
         }
-        let max_blocks =
-            (block.height - self.committed_height).clamp(1, self.cfg.sync_max_blocks as u64) as u32;
+        let max_blocks = (block.height.saturating_sub(self.committed_height))
+            .clamp(1, self.cfg.sync_max_blocks as u64) as u32;
         self.request_block(now, from, block.parent_id, max_blocks);
     }
 
@@ -540,7 +577,7 @@ impl Core {
         vote: Vote,
         payload: &mut dyn PayloadSource,
     ) -> Result<(), ConsensusError> {
-        if self.cfg.committee.leader(vote.round + 1) != self.cfg.me {
+        if vote.round == u64::MAX || self.cfg.committee.leader(vote.round + 1) != self.cfg.me {
             return Err(ConsensusError::NotNextLeader { round: vote.round });
         }
         if vote.round < self.round.saturating_sub(1) || vote.round <= self.high_qc.round {
@@ -551,6 +588,15 @@ impl Core {
         }
         if vote.round > self.round + VOTE_ROUNDS_AHEAD_MAX {
             return Err(ConsensusError::BufferFull("votes too far ahead"));
+        }
+        // A replayed vote costs nothing: same author, round and signature as one already counted.
+        if self
+            .votes
+            .get(&vote.round)
+            .and_then(|m| m.get(&vote.author))
+            .is_some_and(|prev| prev == &vote)
+        {
+            return Ok(());
         }
         let key = self
             .cfg
@@ -672,6 +718,7 @@ impl Core {
             !children.is_empty()
         });
         self.pending_count = self.pending.values().map(Vec::len).sum();
+        self.proposals = self.proposals.split_off(&(committed_round + 1));
         self.out.push(Action::Commit {
             blocks: chain,
             commit_qc,
@@ -729,6 +776,15 @@ impl Core {
             .committee
             .key(t.author)
             .ok_or(ConsensusError::UnknownValidator(t.author))?;
+        // A replayed timeout costs nothing (its high QC would otherwise be verified again).
+        if self
+            .timeouts
+            .get(&t.round)
+            .and_then(|m| m.get(&t.author))
+            .is_some_and(|prev| prev == &t)
+        {
+            return Ok(());
+        }
         let msg = Timeout::signing_message(&self.cfg.chain_id, t.round, t.high_qc.round);
         verify(key, &msg, &t.signature).map_err(|_| ConsensusError::BadSignature {
             what: "timeout",
@@ -758,15 +814,19 @@ impl Core {
         let entry = self.timeouts.entry(round).or_default();
         entry.insert(t.author, t);
         let count = entry.len();
-        // Join a timeout that f+1 validators (so at least one honest) already declared.
+        // Join a timeout that f+1 validators (so at least one honest) already declared, also for
+        // a round ahead of ours: a validator that missed the certificate others advanced with
+        // (it was down or cut off) could otherwise never reach their round, and without it no
+        // round may gather a quorum again.
         if count > self.cfg.committee.max_faulty()
-            && round == self.round
+            && round >= self.round
             && self
                 .safety
                 .last_timeout
                 .as_ref()
                 .is_none_or(|lt| lt.round < round)
         {
+            self.advance_round(now, round, payload);
             self.local_timeout(now);
         }
         let entry = &self.timeouts[&round];
@@ -818,12 +878,7 @@ impl Core {
         {
             return;
         }
-        let txs = payload.pull(
-            round,
-            self.cfg.block_max_txs,
-            self.cfg.block_max_bytes - 4096,
-        );
-        let block = Block {
+        let mut block = Block {
             round,
             height: parent.height + 1,
             parent_id: parent.id(),
@@ -831,8 +886,25 @@ impl Core {
             tc,
             author: self.cfg.me,
             timestamp_ms: now.max(parent.timestamp_ms),
-            payload: txs,
+            payload: Vec::new(),
         };
+        // Everything but the payload (QC and TC grow with the committee) counts against the bound.
+        let overhead = codec::encode(&block).len() + 16;
+        let mut ancestors = Vec::new();
+        let mut cursor = self.blocks.get(&block.parent_id);
+        while let Some(b) = cursor {
+            if b.round <= self.committed_round {
+                break;
+            }
+            ancestors.push(b);
+            cursor = self.blocks.get(&b.parent_id);
+        }
+        block.payload = payload.pull(
+            round,
+            self.cfg.block_max_txs,
+            self.cfg.block_max_bytes.saturating_sub(overhead),
+            &ancestors,
+        );
         let id = block.id();
         let signature = self
             .keypair
@@ -894,6 +966,11 @@ impl Core {
         blocks: Vec<Block>,
         payload: &mut dyn PayloadSource,
     ) -> Result<(), ConsensusError> {
+        if self.catch_up_peer != Some(from) {
+            return Err(ConsensusError::BadSync(
+                "catch-up response not asked for".into(),
+            ));
+        }
         if blocks.len() > self.cfg.sync_max_blocks as usize {
             return Err(ConsensusError::BadSync("too many blocks".into()));
         }
@@ -913,8 +990,9 @@ impl Core {
             )?;
             certified.push(block.clone());
         }
-        let Some(next_height) = certified.last().map(|b| b.height + 1) else {
+        let Some(next_height) = certified.last().map(|b| b.height.saturating_add(1)) else {
             self.catch_up_until_ms = 0;
+            self.catch_up_peer = None;
             return Ok(());
         };
         self.insert_certified(now, from, certified.into_iter(), payload);

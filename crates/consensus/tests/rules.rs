@@ -694,7 +694,18 @@ fn bad_quorum_certificates_are_refused() {
     let mut b = f.child(1, &f.genesis, &f.genesis_qc);
     b.parent_id = fake_parent;
     b.qc = QuorumCert::genesis(fake_parent);
-    refuse(&mut core, 1, f.proposal_msg(&b), bad_qc);
+    // (On a fresh core: this core already has round 1's proposal, so a second one would be
+    // refused as equivocation before its certificate is even looked at.)
+    let mut fresh = f.core(0);
+    refuse(&mut fresh, 1, f.proposal_msg(&b), bad_qc);
+    let s = deliver(&mut core, 0, 1, f.proposal_msg(&b), &mut NoPayload);
+    assert!(matches!(
+        s.error,
+        Some(ConsensusError::Equivocation {
+            round: 1,
+            author: 1
+        })
+    ));
     // A timeout carrying a bad QC is refused the same way.
     let t = f.timeout(2, &f.qc(&b1, &[0, 1]), 2);
     refuse(&mut core, 2, ConsensusMessage::Timeout(t), bad_qc);

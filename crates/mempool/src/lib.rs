@@ -1,20 +1,23 @@
 //! The mempool: admission of client transactions and their hand-off to the leader's proposals.
 //!
-//! Design note: transactions are kept per sender in nonce order, and a sender's transactions are
-//! handed out only in consecutive nonces starting at the next nonce the chain expects, so a block
-//! never carries a nonce gap that execution would reject. Handed-out transactions stay "in flight"
-//! under the round of the block that carries them; when the chain commits past that round without
-//! them (the block was abandoned after a timeout), they go back into the queue. Every structure
-//! has a bound: a full pool refuses new transactions (back-pressure to the client).
+//! Design note: transactions are kept per sender in nonce order until they are committed. A
+//! leader asks for a payload together with the uncommitted blocks its new block extends; for each
+//! sender the pool hands out the consecutive nonces that follow both the committed nonce and the
+//! nonces already in those blocks, so a block never carries a nonce gap or a transaction its
+//! ancestors already carry, and a transaction in an abandoned block (one the chain did not
+//! extend) is simply offered again. Commits are reported as soon as consensus decides them, so the
+//! pool never waits for execution. Every structure has a bound: a full pool refuses new
+//! transactions (back-pressure to the client).
 
 use netchain_consensus::PayloadSource;
-use netchain_types::{codec, PublicKey, SignedTransaction, TxId};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use netchain_types::{codec, Block, PublicKey, SignedTransaction, TxId};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 
 /// Mempool bounds.
 #[derive(Clone, Debug)]
 pub struct MempoolConfig {
-    /// Most transactions held (queued and in flight).
+    /// Most transactions held.
     pub txs_max: usize,
     /// Most encoded bytes held.
     pub bytes_max: usize,
@@ -78,20 +81,22 @@ impl MempoolError {
     }
 }
 
+struct SenderQueue {
+    /// Nonce the chain expects next (as far as this pool knows).
+    committed_nonce: u64,
+    txs: BTreeMap<u64, SignedTransaction>,
+}
+
 /// The pool of a validator.
 #[derive(Default)]
 pub struct Mempool {
     cfg: MempoolConfig,
-    queued: HashMap<PublicKey, BTreeMap<u64, SignedTransaction>>,
-    /// Next nonce to hand out per sender.
-    next_nonce: HashMap<PublicKey, u64>,
-    /// Senders that may have a transaction ready at their next nonce.
-    ready: VecDeque<PublicKey>,
-    ready_set: HashSet<PublicKey>,
+    senders: BTreeMap<PublicKey, SenderQueue>,
     ids: HashSet<TxId>,
-    in_flight: BTreeMap<u64, Vec<SignedTransaction>>,
     count: usize,
     bytes: usize,
+    /// Round-robin position among senders.
+    cursor: Option<PublicKey>,
 }
 
 impl Mempool {
@@ -103,7 +108,7 @@ impl Mempool {
         }
     }
 
-    /// Transactions held (queued and in flight).
+    /// Transactions held (including those in proposed, uncommitted blocks).
     pub fn len(&self) -> usize {
         self.count
     }
@@ -118,13 +123,13 @@ impl Mempool {
         self.bytes
     }
 
-    /// Whether a transaction is held (queued or in a proposed, uncommitted block).
+    /// Whether a transaction is held (not committed yet).
     pub fn contains(&self, id: &TxId) -> bool {
         self.ids.contains(id)
     }
 
     /// Admits a transaction whose signature and chain id the caller has checked, given the
-    /// sender's committed account nonce.
+    /// sender's account nonce in the executed state.
     pub fn insert(
         &mut self,
         tx: SignedTransaction,
@@ -135,15 +140,19 @@ impl Mempool {
         if self.ids.contains(&id) {
             return Err(MempoolError::Duplicate(id));
         }
-        if nonce < account_nonce {
+        let floor = self
+            .senders
+            .get(&sender)
+            .map_or(account_nonce, |q| q.committed_nonce.max(account_nonce));
+        if nonce < floor {
             return Err(MempoolError::NonceTooLow {
-                expected: account_nonce,
+                expected: floor,
                 got: nonce,
             });
         }
-        if nonce >= account_nonce + self.cfg.nonce_ahead_max {
+        if nonce >= floor.saturating_add(self.cfg.nonce_ahead_max) {
             return Err(MempoolError::NonceTooHigh {
-                expected: account_nonce,
+                expected: floor,
                 got: nonce,
             });
         }
@@ -151,199 +160,147 @@ impl Mempool {
         if self.count >= self.cfg.txs_max || self.bytes + size > self.cfg.bytes_max {
             return Err(MempoolError::Full("pool"));
         }
-        let queue = self.queued.entry(sender).or_default();
-        if queue.contains_key(&nonce) {
+        let queue = self.senders.entry(sender).or_insert(SenderQueue {
+            committed_nonce: floor,
+            txs: BTreeMap::new(),
+        });
+        queue.committed_nonce = floor;
+        if queue.txs.contains_key(&nonce) {
             return Err(MempoolError::NonceInUse(nonce));
         }
-        if queue.len() >= self.cfg.per_sender_max {
+        if queue.txs.len() >= self.cfg.per_sender_max {
             return Err(MempoolError::Full("sender"));
         }
-        queue.insert(nonce, tx);
+        queue.txs.insert(nonce, tx);
         self.ids.insert(id);
         self.count += 1;
         self.bytes += size;
-        let next = self.next_nonce.entry(sender).or_insert(account_nonce);
-        *next = (*next).max(account_nonce);
-        if nonce == *next {
-            self.mark_ready(sender);
-        }
         Ok(())
     }
 
-    fn mark_ready(&mut self, sender: PublicKey) {
-        if self.ready_set.insert(sender) {
-            self.ready.push_back(sender);
+    /// Takes transactions for a block extending `ancestors` (the uncommitted blocks between the
+    /// committed tip and the new block): senders in turn, each sender's consecutive nonces after
+    /// those its ancestors carry.
+    pub fn take(
+        &mut self,
+        max_txs: usize,
+        max_bytes: usize,
+        ancestors: &[&Block],
+    ) -> Vec<SignedTransaction> {
+        let mut in_chain: HashMap<PublicKey, u64> = HashMap::new();
+        for tx in ancestors.iter().flat_map(|b| &b.payload) {
+            let next = in_chain.entry(tx.tx.sender).or_insert(0);
+            *next = (*next).max(tx.tx.nonce.saturating_add(1));
         }
-    }
-
-    /// Takes transactions for the block of `round`: senders in turn, each sender's transactions
-    /// in consecutive nonces.
-    pub fn take(&mut self, round: u64, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction> {
+        let start = self.cursor;
+        let order: Vec<PublicKey> = match start {
+            Some(c) => self
+                .senders
+                .range((Bound::Excluded(c), Bound::Unbounded))
+                .chain(self.senders.range(..=c))
+                .map(|(k, _)| *k)
+                .collect(),
+            None => self.senders.keys().copied().collect(),
+        };
         let mut out = Vec::new();
         let mut bytes = 0;
-        while out.len() < max_txs {
-            let Some(sender) = self.ready.pop_front() else {
-                break;
-            };
-            self.ready_set.remove(&sender);
-            let next = self.next_nonce.get(&sender).copied().unwrap_or(0);
-            let Some(queue) = self.queued.get_mut(&sender) else {
-                continue;
-            };
-            let Some(tx) = queue.remove(&next) else {
-                continue;
-            };
-            let size = codec::encode(&tx).len();
-            if bytes + size > max_bytes {
-                queue.insert(next, tx);
-                self.mark_ready(sender);
+        'senders: for sender in order {
+            if out.len() >= max_txs {
                 break;
             }
-            bytes += size;
-            out.push(tx);
-            if queue.is_empty() {
-                self.queued.remove(&sender);
+            let queue = &self.senders[&sender];
+            let first = queue
+                .committed_nonce
+                .max(in_chain.get(&sender).copied().unwrap_or(0));
+            // Consecutive nonces only: stop at the first gap.
+            for ((nonce, tx), expected) in queue.txs.range(first..).zip(first..) {
+                if *nonce != expected || out.len() >= max_txs {
+                    break;
+                }
+                let size = codec::encode(tx).len();
+                if bytes + size > max_bytes {
+                    break 'senders;
+                }
+                bytes += size;
+                out.push(tx.clone());
             }
-            self.next_nonce.insert(sender, next + 1);
-            if self
-                .queued
-                .get(&sender)
-                .is_some_and(|q| q.contains_key(&(next + 1)))
-            {
-                self.mark_ready(sender);
-            }
-        }
-        if !out.is_empty() {
-            self.in_flight
-                .entry(round)
-                .or_default()
-                .extend(out.iter().cloned());
+            self.cursor = Some(sender);
         }
         out
     }
 
-    /// Tells the pool about committed blocks: `committed` ids leave it, senders' account nonces
-    /// move to `nonces`, and transactions in flight in rounds up to `committed_round` that were
-    /// not committed return to the queue (their block was abandoned).
-    pub fn on_commit(
-        &mut self,
-        committed_round: u64,
-        committed: &[TxId],
-        nonces: &[(PublicKey, u64)],
-    ) {
-        let later = self.in_flight.split_off(&(committed_round + 1));
-        let abandoned = std::mem::replace(&mut self.in_flight, later);
-        let committed: HashSet<&TxId> = committed.iter().collect();
-        for tx in abandoned.into_values().flatten() {
-            let id = tx.id();
-            if committed.contains(&id) {
-                self.forget(&tx);
-                continue;
-            }
+    /// Tells the pool that consensus committed `blocks` (before execution): their transactions
+    /// leave it, and each sender's committed nonce moves past them.
+    pub fn on_commit(&mut self, blocks: &[Block]) {
+        for tx in blocks.iter().flat_map(|b| &b.payload) {
             let sender = tx.tx.sender;
-            let next = self.next_nonce.entry(sender).or_insert(tx.tx.nonce);
-            *next = (*next).min(tx.tx.nonce);
-            self.queued
-                .entry(sender)
-                .or_default()
-                .insert(tx.tx.nonce, tx);
-            self.mark_ready(sender);
-        }
-        for (sender, nonce) in nonces {
-            self.advance_sender(*sender, *nonce);
-        }
-    }
-
-    /// Drops a sender's queued transactions below the account nonce and moves its next nonce up.
-    fn advance_sender(&mut self, sender: PublicKey, account_nonce: u64) {
-        if let Some(queue) = self.queued.get_mut(&sender) {
-            let keep = queue.split_off(&account_nonce);
-            let stale = std::mem::replace(queue, keep);
-            if queue.is_empty() {
-                self.queued.remove(&sender);
-            }
-            for tx in stale.values() {
-                self.forget(tx);
-            }
-        }
-        let next = self.next_nonce.entry(sender).or_insert(account_nonce);
-        *next = (*next).max(account_nonce);
-        let next = *next;
-        if self
-            .queued
-            .get(&sender)
-            .is_some_and(|q| q.contains_key(&next))
-        {
-            self.mark_ready(sender);
-        }
-        // Nothing queued and nothing in flight beyond the committed nonce: forget the sender.
-        if !self.queued.contains_key(&sender) && next <= account_nonce {
-            self.next_nonce.remove(&sender);
-        }
-    }
-
-    fn forget(&mut self, tx: &SignedTransaction) {
-        if self.ids.remove(&tx.id()) {
-            self.count -= 1;
-            self.bytes = self.bytes.saturating_sub(codec::encode(tx).len());
-        }
-    }
-}
-
-impl Mempool {
-    /// Holds back the transactions another leader proposed in `round`: they leave the queue for
-    /// the in-flight set of that round, exactly as if this pool had proposed them.
-    pub fn mark_proposed(&mut self, round: u64, txs: &[SignedTransaction]) {
-        let mut held = Vec::new();
-        for tx in txs {
-            let (sender, nonce) = (tx.tx.sender, tx.tx.nonce);
-            let Some(queue) = self.queued.get_mut(&sender) else {
+            let Some(queue) = self.senders.get_mut(&sender) else {
                 continue;
             };
-            if queue.get(&nonce) != Some(tx) {
-                continue;
-            }
-            let ours = queue.remove(&nonce).expect("checked above");
-            if queue.is_empty() {
-                self.queued.remove(&sender);
-            }
-            let next = self.next_nonce.entry(sender).or_insert(nonce);
-            if *next == nonce {
-                *next = nonce + 1;
-                if self
-                    .queued
-                    .get(&sender)
-                    .is_some_and(|q| q.contains_key(&(nonce + 1)))
-                {
-                    self.mark_ready(sender);
+            queue.committed_nonce = queue.committed_nonce.max(tx.tx.nonce.saturating_add(1));
+            if queue.txs.get(&tx.tx.nonce) == Some(tx) {
+                queue.txs.remove(&tx.tx.nonce);
+                if self.ids.remove(&tx.id()) {
+                    self.count -= 1;
+                    self.bytes = self.bytes.saturating_sub(codec::encode(tx).len());
                 }
             }
-            held.push(ours);
+            self.drop_stale(sender);
         }
-        if !held.is_empty() {
-            self.in_flight.entry(round).or_default().extend(held);
+    }
+
+    /// Tells the pool the senders' nonces after execution. Usually what [`Mempool::on_commit`]
+    /// assumed; lower when a committed transaction was rejected (its nonce is still free, so the
+    /// client may send another transaction with it).
+    pub fn on_executed(&mut self, nonces: &[(PublicKey, u64)]) {
+        for (sender, nonce) in nonces {
+            if let Some(queue) = self.senders.get_mut(sender) {
+                queue.committed_nonce = *nonce;
+                self.drop_stale(*sender);
+            }
+        }
+    }
+
+    /// Drops a sender's queued transactions below its committed nonce, and the sender itself
+    /// once nothing is queued.
+    fn drop_stale(&mut self, sender: PublicKey) {
+        let Some(queue) = self.senders.get_mut(&sender) else {
+            return;
+        };
+        let keep = queue.txs.split_off(&queue.committed_nonce);
+        let stale = std::mem::replace(&mut queue.txs, keep);
+        if queue.txs.is_empty() {
+            self.senders.remove(&sender);
+        }
+        for tx in stale.values() {
+            if self.ids.remove(&tx.id()) {
+                self.count -= 1;
+                self.bytes = self.bytes.saturating_sub(codec::encode(tx).len());
+            }
         }
     }
 }
 
 impl PayloadSource for Mempool {
-    fn on_block(&mut self, round: u64, txs: &[SignedTransaction]) {
-        self.mark_proposed(round, txs);
-    }
-
     fn has_pending(&self) -> bool {
-        !self.ready.is_empty()
+        !self.senders.is_empty()
     }
 
-    fn pull(&mut self, round: u64, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction> {
-        self.take(round, max_txs, max_bytes)
+    fn pull(
+        &mut self,
+        _round: u64,
+        max_txs: usize,
+        max_bytes: usize,
+        ancestors: &[&Block],
+    ) -> Vec<SignedTransaction> {
+        self.take(max_txs, max_bytes, ancestors)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netchain_types::{Payload, Signature, Transaction};
+    use netchain_types::{Digest, Payload, QuorumCert, Signature, Transaction};
 
     fn tx(sender: u8, nonce: u64) -> SignedTransaction {
         SignedTransaction {
@@ -360,9 +317,24 @@ mod tests {
         }
     }
 
+    fn block(round: u64, payload: Vec<SignedTransaction>) -> Block {
+        Block {
+            round,
+            height: round,
+            parent_id: Digest::default(),
+            qc: QuorumCert::genesis(Digest::default()),
+            tc: None,
+            author: 0,
+            timestamp_ms: 0,
+            payload,
+        }
+    }
+
     fn nonces(txs: &[SignedTransaction]) -> Vec<(u8, u64)> {
         txs.iter().map(|t| (t.tx.sender.0[0], t.tx.nonce)).collect()
     }
+
+    const BIG: usize = 1 << 20;
 
     #[test]
     fn admission_errors() {
@@ -400,35 +372,58 @@ mod tests {
     fn hands_out_consecutive_nonces_only() {
         let mut m = Mempool::new(MempoolConfig::default());
         m.insert(tx(1, 2), 0).unwrap(); // gap: nonce 0 and 1 missing
-        assert!(!m.has_pending());
-        assert!(m.take(1, 10, 1 << 20).is_empty());
+        assert!(m.take(10, BIG, &[]).is_empty());
         m.insert(tx(1, 0), 0).unwrap();
         m.insert(tx(2, 0), 0).unwrap();
-        let got = nonces(&m.take(1, 10, 1 << 20));
+        let mut got = nonces(&m.take(10, BIG, &[]));
+        got.sort();
         assert_eq!(got, vec![(1, 0), (2, 0)]);
         m.insert(tx(1, 1), 0).unwrap();
-        let got = nonces(&m.take(2, 10, 1 << 20));
-        assert_eq!(got, vec![(1, 1), (1, 2)]);
+        let got = nonces(&m.take(10, BIG, &[]));
+        let ones: Vec<_> = got.iter().filter(|(s, _)| *s == 1).collect();
+        assert_eq!(
+            ones,
+            vec![&(1, 0), &(1, 1), &(1, 2)],
+            "in nonce order: {got:?}"
+        );
         assert_eq!(m.len(), 4);
     }
 
     #[test]
-    fn commit_removes_and_abandoned_blocks_requeue() {
+    fn skips_what_ancestors_carry_and_reoffers_abandoned() {
+        let mut m = Mempool::new(MempoolConfig::default());
+        for n in 0..4 {
+            m.insert(tx(1, n), 0).unwrap();
+        }
+        m.insert(tx(2, 0), 0).unwrap();
+        // Extending a block that carries sender 1's nonces 0 and 1: hand out from nonce 2.
+        let b5 = block(5, vec![tx(1, 0), tx(1, 1)]);
+        let got = nonces(&m.take(10, BIG, &[&b5]));
+        assert!(got.contains(&(1, 2)) && got.contains(&(1, 3)) && got.contains(&(2, 0)));
+        assert!(!got.contains(&(1, 0)));
+        // Block 5 was abandoned: a block not extending it gets sender 1's nonces from 0 again.
+        let got = nonces(&m.take(10, BIG, &[]));
+        assert!(got.contains(&(1, 0)) && got.contains(&(1, 1)), "{got:?}");
+        assert_eq!(m.len(), 5);
+    }
+
+    #[test]
+    fn commit_removes_and_execution_corrects_nonces() {
         let mut m = Mempool::new(MempoolConfig::default());
         for n in 0..3 {
             m.insert(tx(1, n), 0).unwrap();
         }
-        let r5 = m.take(5, 2, 1 << 20);
-        let r6 = m.take(6, 10, 1 << 20);
-        assert_eq!(nonces(&r5), vec![(1, 0), (1, 1)]);
-        assert_eq!(nonces(&r6), vec![(1, 2)]);
-        // Round 5's block was abandoned; round 6's block is committed later.
-        m.on_commit(5, &[], &[(PublicKey([1; 32]), 0)]);
-        assert_eq!(m.len(), 3);
-        let again = m.take(7, 10, 1 << 20);
-        assert_eq!(nonces(&again), vec![(1, 0), (1, 1)]);
-        let ids: Vec<_> = again.iter().chain(&r6).map(|t| t.id()).collect();
-        m.on_commit(7, &ids, &[(PublicKey([1; 32]), 3)]);
+        m.on_commit(&[block(4, vec![tx(1, 0), tx(1, 1)])]);
+        assert_eq!(m.len(), 1);
+        assert_eq!(nonces(&m.take(10, BIG, &[])), vec![(1, 2)]);
+        // Execution says nonce 1 was rejected (funds): the nonce is free again, 2 must wait.
+        m.on_executed(&[(PublicKey([1; 32]), 1)]);
+        assert!(m.take(10, BIG, &[]).is_empty());
+        // The client sends nonce 1 again (here the same transaction, now that it has funds).
+        m.insert(tx(1, 1), 1).unwrap();
+        assert_eq!(nonces(&m.take(10, BIG, &[])), vec![(1, 1), (1, 2)]);
+        let last = m.take(10, BIG, &[]);
+        m.on_commit(&[block(6, last)]);
         assert!(m.is_empty());
         assert_eq!(m.bytes(), 0);
     }
@@ -438,27 +433,15 @@ mod tests {
         let mut m = Mempool::new(MempoolConfig::default());
         m.insert(tx(1, 0), 0).unwrap();
         m.insert(tx(1, 1), 0).unwrap();
-        // Another validator's block committed nonce 0 of sender 1.
-        m.on_commit(3, &[tx(1, 0).id()], &[(PublicKey([1; 32]), 1)]);
+        let mut rival = tx(1, 0);
+        rival.tx.payload = Payload::Transfer {
+            to: PublicKey([5; 32]),
+            amount: 3,
+        };
+        // Another validator's block committed a different nonce-0 transaction of sender 1.
+        m.on_commit(&[block(3, vec![rival])]);
         assert_eq!(m.len(), 1);
-        assert_eq!(nonces(&m.take(4, 10, 1 << 20)), vec![(1, 1)]);
-    }
-
-    #[test]
-    fn others_proposals_are_held_back_and_requeued_if_abandoned() {
-        let mut m = Mempool::new(MempoolConfig::default());
-        for n in 0..3 {
-            m.insert(tx(1, n), 0).unwrap();
-        }
-        m.insert(tx(2, 0), 0).unwrap();
-        // Another leader proposed sender 1's nonces 0 and 1 in round 4.
-        m.mark_proposed(4, &[tx(1, 0), tx(1, 1), tx(9, 0)]);
-        assert_eq!(nonces(&m.take(5, 10, 1 << 20)), vec![(1, 2), (2, 0)]);
-        assert_eq!(m.len(), 4);
-        // A block of round 4 without them committed, so round 4's block was abandoned: its
-        // transactions come back, in nonce order (round 5's are still in flight).
-        m.on_commit(4, &[], &[(PublicKey([1; 32]), 0)]);
-        assert_eq!(nonces(&m.take(6, 10, 1 << 20)), vec![(1, 0), (1, 1)]);
+        assert_eq!(nonces(&m.take(10, BIG, &[])), vec![(1, 1)]);
     }
 
     #[test]
@@ -468,7 +451,8 @@ mod tests {
             m.insert(tx(s, 0), 0).unwrap();
         }
         let one = codec::encode(&tx(0, 0)).len();
-        assert_eq!(m.take(1, 100, one * 3).len(), 3);
-        assert_eq!(m.take(2, 100, 1 << 20).len(), 7);
+        assert_eq!(m.take(100, one * 3, &[]).len(), 3);
+        assert_eq!(m.take(100, BIG, &[]).len(), 10);
+        assert_eq!(m.take(4, BIG, &[]).len(), 4);
     }
 }

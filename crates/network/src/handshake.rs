@@ -8,6 +8,8 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 const HELLO_BYTES_MAX: usize = 512;
+/// Frame bound while a connection is not authenticated yet.
+pub(crate) const HANDSHAKE_FRAME_BYTES_MAX: usize = 1024;
 /// How far a Hello's timestamp may be from the responder's clock.
 const CLOCK_SKEW_MAX_MS: u64 = 60_000;
 

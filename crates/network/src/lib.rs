@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use netchain_crypto::Keypair;
 use netchain_types::{Committee, ValidatorIndex};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -42,6 +42,8 @@ pub struct NetworkConfig {
     pub frame_bytes_max: usize,
     /// Messages queued per peer before new ones are dropped.
     pub peer_queue_max: usize,
+    /// Bytes queued per peer before new messages are dropped.
+    pub peer_queue_bytes_max: usize,
     /// Time allowed for a handshake.
     pub handshake_timeout_ms: u64,
 }
@@ -63,9 +65,20 @@ pub struct NetworkStats {
 #[derive(Clone)]
 pub struct Network {
     me: ValidatorIndex,
-    peers: Arc<Vec<Option<mpsc::Sender<Bytes>>>>,
+    peers: Arc<Vec<Option<PeerQueue>>>,
     stats: Arc<NetworkStats>,
+    queue_bytes_max: usize,
 }
+
+/// The outbound queue of one peer, bounded by count (channel) and by bytes (counter).
+#[derive(Clone)]
+struct PeerQueue {
+    tx: mpsc::Sender<Bytes>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// Concurrent unauthenticated handshakes at most; more connections wait for a slot.
+const HANDSHAKES_MAX: usize = 64;
 
 fn codec(frame_bytes_max: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -96,13 +109,18 @@ impl Network {
                 continue;
             }
             let (tx, rx) = mpsc::channel(cfg.peer_queue_max);
-            peers.push(Some(tx));
+            let bytes = Arc::new(AtomicUsize::new(0));
+            peers.push(Some(PeerQueue {
+                tx,
+                bytes: bytes.clone(),
+            }));
             tokio::spawn(dial_loop(
                 cfg.clone(),
                 keypair.clone(),
                 index,
                 validator.p2p_address.clone(),
                 rx,
+                bytes,
                 stats.clone(),
             ));
         }
@@ -117,19 +135,31 @@ impl Network {
             me: cfg.me,
             peers: Arc::new(peers),
             stats,
+            queue_bytes_max: cfg.peer_queue_bytes_max,
         })
     }
 
     /// Queues `bytes` for `to`; returns false if dropped (queue full or unknown peer).
     pub fn send(&self, to: ValidatorIndex, bytes: Bytes) -> bool {
-        let Some(Some(tx)) = self.peers.get(to as usize) else {
+        let Some(Some(peer)) = self.peers.get(to as usize) else {
             return false;
         };
-        let ok = tx.try_send(bytes).is_ok();
+        let len = bytes.len();
+        let queued = peer.bytes.fetch_add(len, Ordering::Relaxed);
+        let ok = queued + len <= self.queue_bytes_max && peer.tx.try_send(bytes).is_ok();
         if !ok {
+            peer.bytes.fetch_sub(len, Ordering::Relaxed);
             self.stats.dropped_total.fetch_add(1, Ordering::Relaxed);
         }
         ok
+    }
+
+    /// Bytes waiting to be sent to `to` (0 for unknown peers).
+    pub fn queued_bytes(&self, to: ValidatorIndex) -> usize {
+        match self.peers.get(to as usize) {
+            Some(Some(peer)) => peer.bytes.load(Ordering::Relaxed),
+            _ => 0,
+        }
     }
 
     /// Queues `bytes` for every peer (not this validator).
@@ -153,6 +183,7 @@ async fn dial_loop(
     peer: ValidatorIndex,
     address: String,
     mut rx: mpsc::Receiver<Bytes>,
+    queued_bytes: Arc<AtomicUsize>,
     stats: Arc<NetworkStats>,
 ) {
     let mut backoff_ms = 50;
@@ -199,11 +230,20 @@ async fn dial_loop(
                     None => return,
                 },
             };
+            let len = msg.len();
+            if len > cfg.frame_bytes_max {
+                // Never sendable: drop it rather than wedge the link on it.
+                warn!(peer, len, "message over the frame bound dropped");
+                queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                stats.dropped_total.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             if let Err(e) = framed.send(msg.clone()).await {
                 debug!(peer, error = %e, "send failed; reconnecting");
                 pending = Some(msg);
                 break;
             }
+            queued_bytes.fetch_sub(len, Ordering::Relaxed);
         }
         stats.peers_connected.fetch_sub(1, Ordering::Relaxed);
     }
@@ -218,6 +258,7 @@ async fn accept_loop<M>(
 ) where
     M: BorshDeserialize + Send + 'static,
 {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX));
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -228,7 +269,11 @@ async fn accept_loop<M>(
             }
         };
         let _ = stream.set_nodelay(true);
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
         tokio::spawn(serve_inbound(
+            permit,
             stream,
             remote.to_string(),
             cfg.clone(),
@@ -240,6 +285,7 @@ async fn accept_loop<M>(
 }
 
 async fn serve_inbound<M>(
+    permit: tokio::sync::OwnedSemaphorePermit,
     stream: TcpStream,
     remote: String,
     cfg: Arc<NetworkConfig>,
@@ -249,12 +295,15 @@ async fn serve_inbound<M>(
 ) where
     M: BorshDeserialize + Send + 'static,
 {
-    let mut framed = Framed::new(stream, codec(cfg.frame_bytes_max));
+    // Until the peer is authenticated, frames are handshake-sized: a stranger cannot make this
+    // node reserve a large buffer.
+    let mut framed = Framed::new(stream, codec(handshake::HANDSHAKE_FRAME_BYTES_MAX));
     let hs = tokio::time::timeout(
         Duration::from_millis(cfg.handshake_timeout_ms),
         handshake::respond(&mut framed, &cfg.chain_id, &keypair, &cfg.committee),
     )
     .await;
+    drop(permit);
     let from = match hs {
         Ok(Ok(from)) => from,
         Ok(Err(e)) => {
@@ -268,6 +317,7 @@ async fn serve_inbound<M>(
             return;
         }
     };
+    framed.codec_mut().set_max_frame_length(cfg.frame_bytes_max);
     while let Some(frame) = framed.next().await {
         let frame = match frame {
             Ok(f) => f,

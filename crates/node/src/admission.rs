@@ -104,7 +104,12 @@ pub(crate) fn spawn_ingest(shared: Arc<Shared>, mut rx: mpsc::Receiver<Vec<Signe
     std::thread::Builder::new()
         .name("tx-ingest".into())
         .spawn(move || {
-            while let Some(txs) = rx.blocking_recv() {
+            while let Some(mut txs) = rx.blocking_recv() {
+                // Only what a client could have submitted here is worth a signature check.
+                txs.retain(|t| {
+                    t.tx.chain_id == shared.chain_id
+                        && codec::encode(t).len() <= shared.tx_bytes_max
+                });
                 let items: Vec<_> = txs
                     .iter()
                     .map(|t| (t.tx.sender, t.tx.signing_message(), t.signature))

@@ -16,7 +16,7 @@ use tracing::{debug, error, warn};
 
 const TICK_MS: u64 = 10;
 /// Heights above the last certified checkpoint for which checkpoint votes are kept.
-const CHECKPOINT_WINDOW: u64 = 10_000;
+const CHECKPOINT_WINDOW: u64 = 1_000;
 
 struct ConsensusTask {
     shared: Arc<Shared>,
@@ -91,6 +91,11 @@ impl ConsensusTask {
                     );
                 }
             }
+            ConsensusMessage::CheckpointVote { checkpoint, .. }
+                if checkpoint.chain_id != self.shared.chain_id =>
+            {
+                debug!(from, "checkpoint vote for another chain dropped");
+            }
             ConsensusMessage::CheckpointVote {
                 checkpoint,
                 author,
@@ -163,6 +168,12 @@ impl ConsensusTask {
                 self.loopback.push_back(msg);
             }
             Action::Commit { blocks, commit_qc } => {
+                // Final now: the pool drops these transactions without waiting for execution.
+                self.shared
+                    .mempool
+                    .lock()
+                    .expect("mempool lock")
+                    .on_commit(&blocks);
                 if self.tx_commit.send((blocks, commit_qc)).await.is_err() {
                     warn!("execution stopped; dropping committed blocks");
                 }
@@ -178,7 +189,16 @@ impl ConsensusTask {
         self.shared.store.block(id).ok().flatten()
     }
 
+    /// Whether `to` is draining what we send: a peer that asks for blocks and does not read gets
+    /// no more answers until its queue empties.
+    fn peer_backlogged(&self, to: ValidatorIndex) -> bool {
+        self.network.queued_bytes(to) > self.sync_bytes_max
+    }
+
     fn serve_sync(&mut self, to: ValidatorIndex, block_id: Digest, max_blocks: u32) {
+        if self.peer_backlogged(to) {
+            return;
+        }
         let mut blocks = Vec::new();
         let mut bytes = 0;
         let mut cursor = block_id;
@@ -204,9 +224,13 @@ impl ConsensusTask {
     }
 
     fn serve_catch_up(&mut self, to: ValidatorIndex, from_height: u64, max_blocks: u32) {
+        if self.peer_backlogged(to) {
+            return;
+        }
         let mut blocks = Vec::new();
         let mut bytes = 0;
-        for height in from_height..from_height + max_blocks.min(100) as u64 {
+        let end = from_height.saturating_add(max_blocks.min(100) as u64);
+        for height in from_height..end {
             let Ok(Some(block)) = self.shared.store.block_at(height) else {
                 break;
             };

@@ -34,9 +34,9 @@ pub(crate) fn spawn(
                         error!(
                             height = block.height,
                             tip = tip.block.height,
-                            "committed block does not extend the executed chain; stopping"
+                            "committed block does not extend the executed chain; exiting"
                         );
-                        return;
+                        std::process::exit(70);
                     }
                     match execute_one(&shared, &keypair, &mut tip, block, qc) {
                         Ok(vote) => {
@@ -45,8 +45,11 @@ pub(crate) fn spawn(
                             let _ = tx_inbound.try_send((shared.me, vote));
                         }
                         Err(e) => {
-                            error!(error = %e, height = block.height, "execution failed; stopping");
-                            return;
+                            // Storage failed under us: stop the whole validator (crash-stop) rather
+                            // than keep voting with a state it cannot record. A restart resumes from
+                            // the last durable block.
+                            error!(error = %e, height = block.height, "execution failed; exiting");
+                            std::process::exit(70);
                         }
                     }
                 }
@@ -74,12 +77,11 @@ fn execute_one(
     ChainStore::<crate::Backend>::put_tip(&mut batch, &new_tip);
     shared.store.commit(batch)?;
     *tip = new_tip;
-    let ids: Vec<_> = block.payload.iter().map(|t| t.id()).collect();
     shared
         .mempool
         .lock()
         .expect("mempool lock")
-        .on_commit(block.round, &ids, &out.nonces);
+        .on_executed(&out.nonces);
     let now = now_ms();
     let block_id = block.id();
     {

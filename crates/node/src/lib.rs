@@ -218,7 +218,7 @@ impl Node {
             round = core.round(),
             "consensus state restored"
         );
-        let (tx_inbound, rx_inbound) = mpsc::channel::<(ValidatorIndex, ConsensusMessage)>(10_000);
+        let (tx_inbound, rx_inbound) = mpsc::channel::<(ValidatorIndex, ConsensusMessage)>(1_000);
         let network = Network::start(
             NetworkConfig {
                 chain_id: genesis.chain_id.clone(),
@@ -230,7 +230,8 @@ impl Node {
                     .unwrap_or_else(|| validator.p2p_address.clone()),
                 frame_bytes_max: cfg.frame_bytes_max,
                 peer_queue_max: 10_000,
-                handshake_timeout_ms: 5_000,
+                peer_queue_bytes_max: 4 * cfg.frame_bytes_max,
+                handshake_timeout_ms: 3_000,
             },
             keypair.clone(),
             tx_inbound.clone(),
@@ -250,7 +251,7 @@ impl Node {
             ..NodeStatus::default()
         };
         let (tx_gossip, rx_gossip) = mpsc::channel(100_000);
-        let (tx_ingest, rx_ingest) = mpsc::channel(1_000);
+        let (tx_ingest, rx_ingest) = mpsc::channel(64);
         let shared = Arc::new(Shared {
             tx_gossip,
             chain_id: genesis.chain_id.clone(),

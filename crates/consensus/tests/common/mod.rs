@@ -22,7 +22,13 @@ impl PayloadSource for NoPayload {
     fn has_pending(&self) -> bool {
         false
     }
-    fn pull(&mut self, _round: u64, _max_txs: usize, _max_bytes: usize) -> Vec<SignedTransaction> {
+    fn pull(
+        &mut self,
+        _round: u64,
+        _max_txs: usize,
+        _max_bytes: usize,
+        _ancestors: &[&Block],
+    ) -> Vec<SignedTransaction> {
         Vec::new()
     }
 }
@@ -51,7 +57,13 @@ impl PayloadSource for DummyPayload {
     fn has_pending(&self) -> bool {
         self.remaining > 0
     }
-    fn pull(&mut self, _round: u64, max_txs: usize, _max_bytes: usize) -> Vec<SignedTransaction> {
+    fn pull(
+        &mut self,
+        _round: u64,
+        max_txs: usize,
+        _max_bytes: usize,
+        _ancestors: &[&Block],
+    ) -> Vec<SignedTransaction> {
         let n = self.per_block.min(self.remaining).min(max_txs as u64);
         self.remaining -= n;
         (0..n)
