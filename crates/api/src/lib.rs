@@ -5,6 +5,7 @@
 //! mempool, after the same checks execution applies (decode within a size bound, chain id,
 //! signature, nonce). Every error is JSON `{ "code", "message" }` with a stable code.
 
+pub mod events;
 mod openapi;
 mod types;
 
@@ -79,6 +80,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/status", get(status))
         .route("/v1/checkpoints/latest", get(latest_checkpoint))
+        .route("/v1/blocks", get(block_list))
+        .route("/v1/validators", get(validators))
+        .route("/v1/events", get(events::events))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -220,6 +225,11 @@ async fn tx_status(
 ) -> ApiResult<TxStatusResponse> {
     let id: Digest = parse("transaction id", &id)?;
     if let Some(r) = shared.store.receipt(&id).map_err(ApiError::internal)? {
+        let tx = shared
+            .store
+            .block_at(r.height)
+            .map_err(ApiError::internal)?
+            .and_then(|b| b.payload.get(r.index as usize).cloned());
         let (status, code, message) = match r.outcome {
             TxOutcome::Applied => ("committed", None, None),
             TxOutcome::Rejected { code, message } => ("rejected", Some(code), Some(message)),
@@ -231,6 +241,7 @@ async fn tx_status(
             index: Some(r.index),
             code,
             message,
+            tx,
         }));
     }
     if shared.mempool.lock().expect("mempool lock").contains(&id) {
@@ -241,6 +252,7 @@ async fn tx_status(
             index: None,
             code: None,
             message: None,
+            tx: None,
         }));
     }
     Err(ApiError::not_found(format!("transaction {id} unknown")))
@@ -294,18 +306,37 @@ async fn account(
 
 async fn block(
     State(shared): State<Arc<Shared>>,
-    Path(height): Path<String>,
+    Path(key): Path<String>,
 ) -> ApiResult<BlockResponse> {
-    let height: u64 = if height == "latest" {
-        shared.status().height
+    let block = if key.len() == 64 {
+        let id: Digest = parse("block id", &key)?;
+        shared
+            .store
+            .block(&id)
+            .map_err(ApiError::internal)?
+            .filter(|b| {
+                // Only committed blocks: the store also keeps proposals that may never commit.
+                shared
+                    .store
+                    .block_at(b.height)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|c| c.id() == id)
+            })
+            .ok_or_else(|| ApiError::not_found(format!("no committed block {id}")))?
     } else {
-        parse("height", &height)?
+        let height: u64 = if key == "latest" {
+            shared.status().height
+        } else {
+            parse("height", &key)?
+        };
+        shared
+            .store
+            .block_at(height)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found(format!("no committed block at height {height}")))?
     };
-    let block = shared
-        .store
-        .block_at(height)
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no committed block at height {height}")))?;
+    let height = block.height;
     let root = shared
         .executor
         .state()
@@ -313,6 +344,79 @@ async fn block(
         .map_err(ApiError::internal)?
         .map(Digest);
     Ok(Json(BlockResponse::from_block(&block, root)))
+}
+
+/// Most blocks in one list page.
+const BLOCK_PAGE_MAX: u64 = 100;
+
+async fn block_list(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<BlockListQuery>,
+) -> ApiResult<Vec<BlockSummary>> {
+    let tip = shared.status().height;
+    let top = q.before.map_or(tip, |b| b.saturating_sub(1).min(tip));
+    let limit = q.limit.unwrap_or(20).clamp(1, BLOCK_PAGE_MAX);
+    let mut out = Vec::new();
+    let mut h = top;
+    while out.len() < limit as usize {
+        let Some(b) = shared.store.block_at(h).map_err(ApiError::internal)? else {
+            break;
+        };
+        out.push(BlockSummary {
+            height: b.height,
+            id: b.id(),
+            round: b.round,
+            author: b.author,
+            timestamp_ms: b.timestamp_ms,
+            tx_count: b.payload.len(),
+        });
+        if h == 0 {
+            break;
+        }
+        h -= 1;
+    }
+    Ok(Json(out))
+}
+
+async fn validators(State(shared): State<Arc<Shared>>) -> Json<Vec<ValidatorView>> {
+    let now = netchain_node::now_ms();
+    let views = shared
+        .committee()
+        .validators
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let seen = if i == shared.me as usize {
+                now
+            } else {
+                shared
+                    .network
+                    .peer_last_seen_ms
+                    .get(i)
+                    .map_or(0, |s| s.load(std::sync::atomic::Ordering::Relaxed))
+            };
+            ValidatorView {
+                index: i as u16,
+                public_key: v.public_key,
+                p2p_address: v.p2p_address.clone(),
+                api_address: v.api_address.clone(),
+                last_seen_ms_ago: (seen > 0).then(|| now.saturating_sub(seen)),
+                online: seen > 0 && now.saturating_sub(seen) < 5_000,
+            }
+        })
+        .collect();
+    Json(views)
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.render(&shared),
+    )
+        .into_response()
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Json<StatusResponse> {

@@ -119,6 +119,53 @@ pub struct TxStatusResponse {
     pub code: Option<String>,
     /// Rejection reason.
     pub message: Option<String>,
+    /// The transaction itself, once committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx: Option<SignedTransaction>,
+}
+
+/// Query of `GET /v1/blocks`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockListQuery {
+    /// Only blocks below this height (paging backwards); default: from the newest.
+    pub before: Option<u64>,
+    /// Page size (1..=100, default 20).
+    pub limit: Option<u64>,
+}
+
+/// A line of the block list.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockSummary {
+    /// Height.
+    pub height: u64,
+    /// Id.
+    pub id: Digest,
+    /// Round.
+    pub round: u64,
+    /// Proposer.
+    pub author: ValidatorIndex,
+    /// Proposer timestamp.
+    pub timestamp_ms: u64,
+    /// Transaction count.
+    pub tx_count: usize,
+}
+
+/// A validator as this node sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ValidatorView {
+    /// Index.
+    pub index: ValidatorIndex,
+    /// Key.
+    pub public_key: PublicKey,
+    /// P2P address.
+    pub p2p_address: String,
+    /// API address.
+    pub api_address: String,
+    /// Time since its last message reached this node (None: never).
+    pub last_seen_ms_ago: Option<u64>,
+    /// Heard from within the last 5 s.
+    pub online: bool,
 }
 
 /// Query of `GET /v1/accounts/{key}`.

@@ -74,7 +74,7 @@ fn confirm_digest(hello: &Digest, nonce: &[u8; 32]) -> Digest {
     hash_parts("netchain/confirm/v1", &[&hello.0, nonce])
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

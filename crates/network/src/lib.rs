@@ -59,6 +59,8 @@ pub struct NetworkStats {
     pub bad_frames_total: AtomicU64,
     /// Peers with an established outbound connection.
     pub peers_connected: AtomicU64,
+    /// Per validator index: when a message from it last arrived (ms since the Unix epoch; 0 never).
+    pub peer_last_seen_ms: Vec<AtomicU64>,
 }
 
 /// Handle for sending to peers.
@@ -99,7 +101,12 @@ impl Network {
     {
         let listener = TcpListener::bind(&cfg.listen_address).await?;
         info!(address = %cfg.listen_address, "p2p listening");
-        let stats = Arc::new(NetworkStats::default());
+        let stats = Arc::new(NetworkStats {
+            peer_last_seen_ms: (0..cfg.committee.size())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            ..NetworkStats::default()
+        });
         let cfg = Arc::new(cfg);
         let mut peers = Vec::new();
         for (index, validator) in cfg.committee.validators.iter().enumerate() {
@@ -327,6 +334,9 @@ async fn serve_inbound<M>(
                 return;
             }
         };
+        if let Some(seen) = stats.peer_last_seen_ms.get(from as usize) {
+            seen.store(handshake::now_ms(), Ordering::Relaxed);
+        }
         let msg = match M::try_from_slice(&frame) {
             Ok(m) => m,
             Err(e) => {

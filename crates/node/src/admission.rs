@@ -52,8 +52,10 @@ impl Shared {
     /// Checks a client's transaction (chain, signature, nonce, pool bounds), admits it and passes
     /// it on to the other validators.
     pub fn admit(&self, tx: SignedTransaction) -> Result<TxId, AdmitError> {
-        verify_transaction(&tx).map_err(|_| AdmitError::BadSignature)?;
-        let id = self.admit_verified(tx.clone())?;
+        let result = verify_transaction(&tx)
+            .map_err(|_| AdmitError::BadSignature)
+            .and_then(|()| self.admit_verified(tx.clone()));
+        let id = result.inspect_err(|e| self.metrics.rejected(e.code()))?;
         // Best effort: a full gossip queue only means other leaders learn of it later.
         let _ = self.tx_gossip.try_send(tx);
         Ok(id)

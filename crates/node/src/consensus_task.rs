@@ -139,6 +139,7 @@ impl ConsensusTask {
                 .map(|msg| Event::Message { from: me, msg });
         }
         self.shared.status.write().expect("status").round = self.core.round();
+        self.shared.metrics.round.set(self.core.round() as i64);
     }
 
     /// Performs one action; false if the node must stop (safety data not durable).

@@ -94,6 +94,15 @@ fn execute_one(
         status.last_commit_time_ms = now;
         status.last_commit_latency_ms = now.saturating_sub(block.timestamp_ms);
     }
+    let m = &shared.metrics;
+    m.height.set(block.height as i64);
+    m.blocks_committed.inc();
+    m.finalized_transactions.inc_by(out.applied);
+    m.execution_rejections
+        .inc_by(block.payload.len() as u64 - out.applied);
+    m.commit_latency_seconds
+        .observe(now.saturating_sub(block.timestamp_ms) as f64 / 1000.0);
+    shared.executed.send_replace(block.height);
     if !block.payload.is_empty() {
         info!(
             height = block.height,

@@ -10,6 +10,9 @@
 mod admission;
 mod consensus_task;
 mod execution_task;
+mod metrics;
+
+pub use metrics::Metrics;
 
 use anyhow::{bail, Context};
 use netchain_config::{Genesis, NodeConfig};
@@ -75,6 +78,10 @@ pub struct Shared {
     pub submit_batch_max: usize,
     /// Admitted client transactions on their way to the peers.
     tx_gossip: mpsc::Sender<netchain_types::SignedTransaction>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Height of the last executed block, for event-stream subscribers to wait on.
+    pub executed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -252,8 +259,13 @@ impl Node {
         };
         let (tx_gossip, rx_gossip) = mpsc::channel(100_000);
         let (tx_ingest, rx_ingest) = mpsc::channel(64);
+        let (executed, _) = tokio::sync::watch::channel(tip.block.height);
+        let metrics = Metrics::default();
+        metrics.height.set(tip.block.height as i64);
         let shared = Arc::new(Shared {
             tx_gossip,
+            metrics,
+            executed,
             chain_id: genesis.chain_id.clone(),
             me,
             store,

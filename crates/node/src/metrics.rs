@@ -1,0 +1,160 @@
+//! Node metrics in the Prometheus / OpenMetrics text format.
+
+use crate::Shared;
+use netchain_storage::KvBackend;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::Ordering;
+
+type Labels = Vec<(String, String)>;
+
+/// Every metric a node exports. Counters get `_total` appended by the encoder.
+pub struct Metrics {
+    registry: Registry,
+    /// Height of the last executed block.
+    pub height: Gauge,
+    /// Current consensus round.
+    pub round: Gauge,
+    /// Time from a block's proposal to its execution here.
+    pub commit_latency_seconds: Histogram,
+    /// Transactions applied.
+    pub finalized_transactions: Counter,
+    /// Committed transactions that execution rejected.
+    pub execution_rejections: Counter,
+    /// Blocks executed.
+    pub blocks_committed: Counter,
+    /// Client transactions refused at admission, by reason code.
+    pub mempool_rejections: Family<Labels, Counter>,
+    mempool_transactions: Gauge,
+    mempool_bytes: Gauge,
+    peers_connected: Gauge,
+    p2p_dropped_messages: Gauge,
+    p2p_refused_connections: Gauge,
+    storage_bytes: Gauge,
+    /// Open event-stream connections.
+    pub event_subscribers: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("netchain");
+        let m = Self {
+            height: Gauge::default(),
+            round: Gauge::default(),
+            commit_latency_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            finalized_transactions: Counter::default(),
+            execution_rejections: Counter::default(),
+            blocks_committed: Counter::default(),
+            mempool_rejections: Family::default(),
+            mempool_transactions: Gauge::default(),
+            mempool_bytes: Gauge::default(),
+            peers_connected: Gauge::default(),
+            p2p_dropped_messages: Gauge::default(),
+            p2p_refused_connections: Gauge::default(),
+            storage_bytes: Gauge::default(),
+            event_subscribers: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "height",
+            "Height of the last executed block",
+            m.height.clone(),
+        );
+        registry.register("round", "Current consensus round", m.round.clone());
+        registry.register(
+            "commit_latency_seconds",
+            "Time from a block's proposal to its execution on this node",
+            m.commit_latency_seconds.clone(),
+        );
+        registry.register(
+            "finalized_transactions",
+            "Transactions applied by committed blocks",
+            m.finalized_transactions.clone(),
+        );
+        registry.register(
+            "execution_rejections",
+            "Committed transactions rejected by execution",
+            m.execution_rejections.clone(),
+        );
+        registry.register(
+            "blocks_committed",
+            "Blocks committed and executed",
+            m.blocks_committed.clone(),
+        );
+        registry.register(
+            "mempool_rejections",
+            "Transactions refused at admission, by reason",
+            m.mempool_rejections.clone(),
+        );
+        registry.register(
+            "mempool_transactions",
+            "Transactions held in the mempool",
+            m.mempool_transactions.clone(),
+        );
+        registry.register(
+            "mempool_bytes",
+            "Bytes held in the mempool",
+            m.mempool_bytes.clone(),
+        );
+        registry.register(
+            "peers_connected",
+            "Peers with an established outbound connection",
+            m.peers_connected.clone(),
+        );
+        registry.register(
+            "p2p_dropped_messages",
+            "Messages dropped because a peer queue was full (since start)",
+            m.p2p_dropped_messages.clone(),
+        );
+        registry.register(
+            "p2p_refused_connections",
+            "Inbound connections refused in the handshake (since start)",
+            m.p2p_refused_connections.clone(),
+        );
+        registry.register(
+            "storage_bytes",
+            "Size of the node's store on disk",
+            m.storage_bytes.clone(),
+        );
+        registry.register(
+            "event_subscribers",
+            "Open event-stream connections",
+            m.event_subscribers.clone(),
+        );
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Counts an admission refusal.
+    pub fn rejected(&self, code: &str) {
+        self.mempool_rejections
+            .get_or_create(&vec![("reason".to_string(), code.to_string())])
+            .inc();
+    }
+
+    /// The text exposition, with scrape-time figures refreshed from `shared`.
+    pub fn render(&self, shared: &Shared) -> String {
+        {
+            let pool = shared.mempool.lock().expect("mempool lock");
+            self.mempool_transactions.set(pool.len() as i64);
+            self.mempool_bytes.set(pool.bytes() as i64);
+        }
+        let net = &shared.network;
+        self.peers_connected
+            .set(net.peers_connected.load(Ordering::Relaxed) as i64);
+        self.p2p_dropped_messages
+            .set(net.dropped_total.load(Ordering::Relaxed) as i64);
+        self.p2p_refused_connections
+            .set(net.refused_total.load(Ordering::Relaxed) as i64);
+        self.storage_bytes
+            .set(shared.store.backend().disk_size_bytes() as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
