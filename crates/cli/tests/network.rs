@@ -100,6 +100,17 @@ async fn four_validators_commit_ten_thousand_transfers_and_agree() {
         assert_eq!(net.demo_supply(i).await, supply, "supply at validator {i}");
         let s = net.clients[i].status().await.unwrap();
         assert_eq!(s.committed_txs_total, 10_000);
+        // No transaction was proposed twice (a copy would be rejected by execution).
+        let metrics = reqwest::get(format!("http://{}/metrics", net.layout.api_address(i)))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("netchain_execution_rejections_total 0\n"),
+            "validator {i} rejected committed transactions"
+        );
     }
 }
 

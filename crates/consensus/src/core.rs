@@ -68,6 +68,8 @@ pub trait PayloadSource {
         max_bytes: usize,
         ancestors: &[&Block],
     ) -> Vec<SignedTransaction>;
+    /// Told, as soon as it happens, that these blocks (oldest first) are committed.
+    fn on_commit(&mut self, _blocks: &[Block]) {}
 }
 
 /// An input to the core.
@@ -156,6 +158,10 @@ pub struct Core {
     proposals: BTreeMap<u64, Digest>,
     /// Peer a catch-up request is outstanding with.
     catch_up_peer: Option<ValidatorIndex>,
+    /// First height of the last catch-up started for an orphan block, and how many times in a
+    /// row it was wanted again from there (see `request_ancestors`).
+    catch_up_from: u64,
+    catch_up_repeats: u64,
     out: Vec<Action>,
 }
 
@@ -206,6 +212,8 @@ impl Core {
             proposed_round: 0,
             proposals: BTreeMap::new(),
             catch_up_peer: None,
+            catch_up_from: 0,
+            catch_up_repeats: 0,
             out: Vec::new(),
         };
         core.proposed_round = core.safety.last_voted_round;
@@ -291,7 +299,7 @@ impl Core {
         match msg {
             ConsensusMessage::Proposal(p) => self.on_proposal(now, from, p, payload),
             ConsensusMessage::Vote(v) => self.on_vote(now, v, payload),
-            ConsensusMessage::Timeout(t) => self.on_timeout(now, t, payload),
+            ConsensusMessage::Timeout(t) => self.on_timeout(now, from, t, payload),
             ConsensusMessage::SyncResponse { blocks } => {
                 self.on_sync_response(now, from, blocks, payload)
             }
@@ -498,7 +506,19 @@ impl Core {
     }
 
     fn request_ancestors(&mut self, now: u64, from: ValidatorIndex, block: &Block) {
-        if block.height > self.committed_height + self.cfg.sync_max_blocks as u64 {
+        let far = block.height > self.committed_height + self.cfg.sync_max_blocks as u64;
+        if far {
+            // Asking again from the same height means catch-up brought nothing to commit: the
+            // gap is (also) uncommitted blocks, which catch-up does not serve and only sync can
+            // fetch (commits may even wait for us). Alternate between the two.
+            let from_height = self.committed_height + 1;
+            if from_height == self.catch_up_from {
+                self.catch_up_repeats += 1;
+            } else {
+                (self.catch_up_from, self.catch_up_repeats) = (from_height, 0);
+            }
+        }
+        if far && self.catch_up_repeats.is_multiple_of(2) {
             if now >= self.catch_up_until_ms {
                 self.catch_up_until_ms = now + SYNC_RETRY_MS;
                 self.catch_up_peer = Some(from);
@@ -644,7 +664,7 @@ impl Core {
         if qc.round > self.high_qc.round {
             self.high_qc = qc.clone();
         }
-        self.try_commit(qc);
+        self.try_commit(qc, payload);
         if qc.round >= self.round {
             self.consecutive_timeouts = 0;
             self.advance_round(now, qc.round + 1, payload);
@@ -680,7 +700,7 @@ impl Core {
     }
 
     /// The 2-chain rule: a QC for block B whose parent P is from the previous round commits P.
-    fn try_commit(&mut self, qc: &QuorumCert) {
+    fn try_commit(&mut self, qc: &QuorumCert, payload: &mut dyn PayloadSource) {
         let Some(b) = self.blocks.get(&qc.block_id) else {
             return;
         };
@@ -719,6 +739,8 @@ impl Core {
         });
         self.pending_count = self.pending.values().map(Vec::len).sum();
         self.proposals = self.proposals.split_off(&(committed_round + 1));
+        // Before anything else this step proposes: the source must not offer these again.
+        payload.on_commit(&chain);
         self.out.push(Action::Commit {
             blocks: chain,
             commit_qc,
@@ -762,10 +784,25 @@ impl Core {
     fn on_timeout(
         &mut self,
         now: u64,
+        from: ValidatorIndex,
         t: Timeout,
         payload: &mut dyn PayloadSource,
     ) -> Result<(), ConsensusError> {
         if t.round < self.round {
+            // The sender still times out a round we left: it missed the timeouts that formed the
+            // certificate we advanced with, and nothing else would carry it (if the others moved
+            // on too, none of them times out that round again). Hand it the ones we hold; only to
+            // the author itself, so nobody can direct this traffic at a third party.
+            if from == t.author && t.round + 1 == self.round {
+                if let Some(held) = self.timeouts.get(&t.round) {
+                    for timeout in held.values().filter(|h| h.author != from) {
+                        self.out.push(Action::Send {
+                            to: from,
+                            msg: ConsensusMessage::Timeout(timeout.clone()),
+                        });
+                    }
+                }
+            }
             return Err(ConsensusError::Stale {
                 round: t.round,
                 current: self.round,

@@ -97,6 +97,10 @@ pub struct Mempool {
     bytes: usize,
     /// Round-robin position among senders.
     cursor: Option<PublicKey>,
+    /// Nonces committed by consensus but not executed yet, with the height that committed them:
+    /// a transaction gossiped late must not be admitted again on the strength of the (older)
+    /// executed state. Bounded by the commit-to-execution gap.
+    committed_recent: HashMap<PublicKey, (u64, u64)>,
 }
 
 impl Mempool {
@@ -140,10 +144,12 @@ impl Mempool {
         if self.ids.contains(&id) {
             return Err(MempoolError::Duplicate(id));
         }
+        let recent = self.committed_recent.get(&sender).map_or(0, |r| r.0);
         let floor = self
             .senders
             .get(&sender)
-            .map_or(account_nonce, |q| q.committed_nonce.max(account_nonce));
+            .map_or(account_nonce, |q| q.committed_nonce.max(account_nonce))
+            .max(recent);
         if nonce < floor {
             return Err(MempoolError::NonceTooLow {
                 expected: floor,
@@ -232,8 +238,13 @@ impl Mempool {
     /// Tells the pool that consensus committed `blocks` (before execution): their transactions
     /// leave it, and each sender's committed nonce moves past them.
     pub fn on_commit(&mut self, blocks: &[Block]) {
-        for tx in blocks.iter().flat_map(|b| &b.payload) {
+        for (block, tx) in blocks
+            .iter()
+            .flat_map(|b| b.payload.iter().map(move |t| (b, t)))
+        {
             let sender = tx.tx.sender;
+            let recent = self.committed_recent.entry(sender).or_insert((0, 0));
+            *recent = (recent.0.max(tx.tx.nonce.saturating_add(1)), block.height);
             let Some(queue) = self.senders.get_mut(&sender) else {
                 continue;
             };
@@ -249,10 +260,13 @@ impl Mempool {
         }
     }
 
-    /// Tells the pool the senders' nonces after execution. Usually what [`Mempool::on_commit`]
+    /// Tells the pool the senders' nonces after executing the block at `height`. Usually what
+    /// [`Mempool::on_commit`]
     /// assumed; lower when a committed transaction was rejected (its nonce is still free, so the
     /// client may send another transaction with it).
-    pub fn on_executed(&mut self, nonces: &[(PublicKey, u64)]) {
+    pub fn on_executed(&mut self, height: u64, nonces: &[(PublicKey, u64)]) {
+        // Executed state now covers every commit up to `height`.
+        self.committed_recent.retain(|_, (_, h)| *h > height);
         for (sender, nonce) in nonces {
             if let Some(queue) = self.senders.get_mut(sender) {
                 queue.committed_nonce = *nonce;
@@ -284,6 +298,10 @@ impl Mempool {
 impl PayloadSource for Mempool {
     fn has_pending(&self) -> bool {
         !self.senders.is_empty()
+    }
+
+    fn on_commit(&mut self, blocks: &[Block]) {
+        Mempool::on_commit(self, blocks);
     }
 
     fn pull(
@@ -417,7 +435,7 @@ mod tests {
         assert_eq!(m.len(), 1);
         assert_eq!(nonces(&m.take(10, BIG, &[])), vec![(1, 2)]);
         // Execution says nonce 1 was rejected (funds): the nonce is free again, 2 must wait.
-        m.on_executed(&[(PublicKey([1; 32]), 1)]);
+        m.on_executed(4, &[(PublicKey([1; 32]), 1)]);
         assert!(m.take(10, BIG, &[]).is_empty());
         // The client sends nonce 1 again (here the same transaction, now that it has funds).
         m.insert(tx(1, 1), 1).unwrap();
@@ -426,6 +444,22 @@ mod tests {
         m.on_commit(&[block(6, last)]);
         assert!(m.is_empty());
         assert_eq!(m.bytes(), 0);
+    }
+
+    #[test]
+    fn late_gossip_of_a_committed_transaction_is_refused_until_executed() {
+        let mut m = Mempool::new(MempoolConfig::default());
+        // Sender 1 is unknown to this pool; a block committing its nonce 0 arrives first.
+        m.on_commit(&[block(7, vec![tx(1, 0)])]);
+        // The copy gossiped late, while execution still says nonce 0: refused.
+        assert!(matches!(
+            m.insert(tx(1, 0), 0),
+            Err(MempoolError::NonceTooLow { .. })
+        ));
+        m.insert(tx(1, 1), 0).unwrap();
+        m.on_executed(7, &[(PublicKey([1; 32]), 1)]);
+        assert!(m.committed_recent.is_empty());
+        assert_eq!(nonces(&m.take(10, BIG, &[])), vec![(1, 1)]);
     }
 
     #[test]

@@ -169,12 +169,6 @@ impl ConsensusTask {
                 self.loopback.push_back(msg);
             }
             Action::Commit { blocks, commit_qc } => {
-                // Final now: the pool drops these transactions without waiting for execution.
-                self.shared
-                    .mempool
-                    .lock()
-                    .expect("mempool lock")
-                    .on_commit(&blocks);
                 if self.tx_commit.send((blocks, commit_qc)).await.is_err() {
                     warn!("execution stopped; dropping committed blocks");
                 }

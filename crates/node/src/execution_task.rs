@@ -81,7 +81,7 @@ fn execute_one(
         .mempool
         .lock()
         .expect("mempool lock")
-        .on_executed(&out.nonces);
+        .on_executed(block.height, &out.nonces);
     let now = now_ms();
     let block_id = block.id();
     {
