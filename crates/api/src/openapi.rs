@@ -14,6 +14,16 @@ fn ok(schema: &str) -> Value {
     json!({ "description": "OK", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
 }
 
+fn ok_array(schema: &str) -> Value {
+    json!({ "description": "OK", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": format!("#/components/schemas/{schema}") } } } } })
+}
+
+fn responses_array(code: &str, schema: &str) -> Value {
+    let mut r = error_responses();
+    r[code] = ok_array(schema);
+    r
+}
+
 fn responses(code: &str, schema: &str) -> Value {
     let mut r = error_responses();
     r[code] = ok(schema);
@@ -50,10 +60,40 @@ pub fn document() -> Value {
                 ],
                 "responses": responses("200", "Account")
             }},
+            "/v1/blocks": { "get": {
+                "summary": "Committed blocks, newest first, paged with `before`",
+                "parameters": [
+                    { "name": "before", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0 } },
+                    { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 100 } }
+                ],
+                "responses": responses_array("200", "BlockSummary")
+            }},
             "/v1/blocks/{height}": { "get": {
-                "summary": "A committed block by height (or 'latest')",
+                "summary": "A committed block by height, by id (64 hex) or 'latest'",
                 "parameters": [{ "name": "height", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": responses("200", "Block")
+            }},
+            "/v1/validators": { "get": {
+                "summary": "The committee and when this node last heard from each member",
+                "responses": { "200": ok_array("Validator") }
+            }},
+            "/v1/events": { "get": {
+                "summary": "Server-sent events (block, tx, resume), each with id = cursor `height:index`; reconnect with ?cursor= or Last-Event-ID to get exactly the events after it",
+                "parameters": [
+                    { "name": "cursor", "in": "query", "required": false, "schema": { "type": "string", "pattern": "^[0-9]+:[0-9]+$" } },
+                    { "name": "account", "in": "query", "required": false, "schema": hex32 },
+                    { "name": "type", "in": "query", "required": false, "schema": { "enum": ["block", "tx"] } },
+                    { "name": "module", "in": "query", "required": false, "schema": { "type": "string" } }
+                ],
+                "responses": {
+                    "200": { "description": "text/event-stream; each event's data is an Event", "content": { "text/event-stream": { "schema": { "$ref": "#/components/schemas/Event" } } } },
+                    "400": { "description": "Bad cursor or filter", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                    "503": { "description": "Too many subscribers", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+                }
+            }},
+            "/metrics": { "get": {
+                "summary": "Prometheus / OpenMetrics text exposition",
+                "responses": { "200": { "description": "OK", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } } }
             }},
             "/v1/status": { "get": { "summary": "Chain status", "responses": { "200": ok("Status") } } },
             "/v1/checkpoints/latest": { "get": {
@@ -63,7 +103,7 @@ pub fn document() -> Value {
         },
         "components": { "schemas": {
             "Error": { "type": "object", "required": ["code", "message"], "properties": {
-                "code": { "type": "string", "description": "Stable code: malformed, oversize, wrong_chain, bad_signature, duplicate, nonce_too_low, nonce_too_high, nonce_in_use, mempool_full, not_found, no_checkpoint, internal" },
+                "code": { "type": "string", "description": "Stable code: malformed, oversize, wrong_chain, bad_signature, duplicate, nonce_too_low, nonce_too_high, nonce_in_use, mempool_full, not_found, no_checkpoint, too_many_subscribers, internal" },
                 "message": { "type": "string" } } },
             "SignedTransaction": { "type": "object", "required": ["tx", "signature"], "properties": {
                 "tx": { "type": "object", "required": ["chain_id", "sender", "nonce", "payload"], "properties": {
@@ -85,7 +125,8 @@ pub fn document() -> Value {
             "TxStatus": { "type": "object", "required": ["tx_id", "status"], "properties": {
                 "tx_id": hex32, "status": { "enum": ["pending", "committed", "rejected"] },
                 "height": { "type": ["integer", "null"] }, "index": { "type": ["integer", "null"] },
-                "code": { "type": ["string", "null"] }, "message": { "type": ["string", "null"] } } },
+                "code": { "type": ["string", "null"] }, "message": { "type": ["string", "null"] },
+                "tx": { "$ref": "#/components/schemas/SignedTransaction" } } },
             "Account": { "type": "object", "required": ["public_key", "balance", "nonce", "height"], "properties": {
                 "public_key": hex32, "balance": { "type": "integer" }, "nonce": { "type": "integer" }, "height": { "type": "integer" },
                 "proof": { "oneOf": [{ "type": "null" }, { "type": "object", "required": ["height", "state_proof_hex", "checkpoint"], "properties": {
@@ -101,6 +142,17 @@ pub fn document() -> Value {
                 "checkpoint": { "type": "object", "required": ["chain_id", "height", "block_id", "state_root"], "properties": {
                     "chain_id": { "type": "string" }, "height": { "type": "integer" }, "block_id": hex32, "state_root": hex32 } },
                 "signatures": { "type": "array", "items": { "type": "array", "prefixItems": [{ "type": "integer" }, { "type": "string" }] } } } },
+            "BlockSummary": { "type": "object", "required": ["height", "id", "round", "author", "timestamp_ms", "tx_count"], "properties": {
+                "height": { "type": "integer" }, "id": hex32, "round": { "type": "integer" }, "author": { "type": "integer" },
+                "timestamp_ms": { "type": "integer" }, "tx_count": { "type": "integer" } } },
+            "Validator": { "type": "object", "required": ["index", "public_key", "p2p_address", "api_address", "online"], "properties": {
+                "index": { "type": "integer" }, "public_key": hex32, "p2p_address": { "type": "string" }, "api_address": { "type": "string" },
+                "last_seen_ms_ago": { "type": ["integer", "null"] }, "online": { "type": "boolean" } } },
+            "Event": { "type": "object", "required": ["cursor", "type", "height", "id"], "properties": {
+                "cursor": { "type": "string" }, "type": { "enum": ["block", "tx"] }, "height": { "type": "integer" }, "id": hex32,
+                "tx_count": { "type": "integer" }, "timestamp_ms": { "type": "integer" }, "module": { "type": "string" },
+                "sender": hex32, "to": hex32, "amount": { "type": "integer" },
+                "status": { "enum": ["applied", "rejected"] }, "code": { "type": "string" } } },
             "Status": { "type": "object", "required": ["chain_id", "height", "round", "validators"], "properties": {
                 "chain_id": { "type": "string" }, "validator_index": { "type": "integer" }, "height": { "type": "integer" },
                 "block_id": hex32, "state_root": hex32, "round": { "type": "integer" },

@@ -1,0 +1,362 @@
+//! Contract test: real responses of every endpoint validate against `/openapi.json`.
+
+mod common;
+
+use common::{transfer, Net, SERIAL};
+use netchain_cli::layout::demo_account;
+use netchain_types::codec;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// A small JSON-schema checker for the keywords our document uses.
+fn check(doc: &Value, schema: &Value, v: &Value, path: &str) -> Result<(), String> {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.trim_start_matches("#/components/schemas/");
+        let target = &doc["components"]["schemas"][name];
+        assert!(!target.is_null(), "dangling $ref {r}");
+        return check(doc, target, v, path);
+    }
+    if let Some(options) = schema.get("oneOf").and_then(Value::as_array) {
+        let ok = options
+            .iter()
+            .filter(|o| check(doc, o, v, path).is_ok())
+            .count();
+        return if ok == 1 {
+            Ok(())
+        } else {
+            Err(format!("{path}: {ok} oneOf branches match"))
+        };
+    }
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let actual = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let fits = types.contains(&actual) || (actual == "integer" && types.contains(&"number"));
+        if !fits {
+            return Err(format!("{path}: {actual} is not {types:?}"));
+        }
+    }
+    if let Some(c) = schema.get("const") {
+        if c != v {
+            return Err(format!("{path}: {v} is not {c}"));
+        }
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+        if !e.contains(v) {
+            return Err(format!("{path}: {v} not in {e:?}"));
+        }
+    }
+    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64()) {
+        if n < min {
+            return Err(format!("{path}: {n} < {min}"));
+        }
+    }
+    if let (Some(p), Some(s)) = (schema.get("pattern").and_then(Value::as_str), v.as_str()) {
+        // The document's patterns are lowercase-hex of a fixed length, or height:index.
+        let ok = if let Some(len) = p
+            .strip_prefix("^[0-9a-f]{")
+            .and_then(|r| r.strip_suffix("}$"))
+        {
+            s.len() == len.parse::<usize>().unwrap() && s.bytes().all(|b| b.is_ascii_hexdigit())
+        } else {
+            true
+        };
+        if !ok {
+            return Err(format!("{path}: {s:?} does not match {p}"));
+        }
+    }
+    if let Value::Object(map) = v {
+        for r in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = r.as_str().unwrap();
+            if !map.contains_key(key) {
+                return Err(format!("{path}: missing {key}"));
+            }
+        }
+        let props = schema.get("properties").and_then(Value::as_object);
+        for (k, val) in map {
+            match props.and_then(|p| p.get(k)) {
+                Some(s) => check(doc, s, val, &format!("{path}.{k}"))?,
+                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    return Err(format!("{path}: unexpected {k}"))
+                }
+                None => {}
+            }
+        }
+    }
+    if let Value::Array(items) = v {
+        if let Some(prefix) = schema.get("prefixItems").and_then(Value::as_array) {
+            for (i, (s, item)) in prefix.iter().zip(items).enumerate() {
+                check(doc, s, item, &format!("{path}[{i}]"))?;
+            }
+        } else if let Some(s) = schema.get("items") {
+            for (i, item) in items.iter().enumerate() {
+                check(doc, s, item, &format!("{path}[{i}]"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Contract {
+    doc: Value,
+    http: reqwest::Client,
+    base: String,
+    checked: std::collections::BTreeSet<(String, String)>,
+}
+
+impl Contract {
+    /// Calls `method path` and validates the answer against the documented response of its
+    /// status; returns the status and body.
+    async fn call(
+        &mut self,
+        method: &str,
+        template: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let req = match method {
+            "get" => self.http.get(url),
+            _ => self.http.post(url).json(&body.unwrap_or(Value::Null)),
+        };
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let op = &self.doc["paths"][template][method];
+        assert!(!op.is_null(), "{method} {template} is not documented");
+        let documented = &op["responses"][status.to_string()];
+        assert!(
+            !documented.is_null(),
+            "{method} {path}: status {status} not documented: {text}"
+        );
+        let content = &documented["content"];
+        let value = if let Some(s) = content.get("application/json") {
+            let v: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+            check(&self.doc, &s["schema"], &v, path)
+                .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{text}"));
+            v
+        } else {
+            Value::String(text)
+        };
+        self.checked
+            .insert((method.to_string(), template.to_string()));
+        (status, value)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_as_documented() {
+    let _serial = SERIAL.lock().await;
+    let net = Net::start(4, 3).await;
+    let chain = net.chain_id();
+    let api = net.layout.api_address(0).to_string();
+    let doc: Value = reqwest::get(format!("http://{api}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut c = Contract {
+        doc,
+        http: reqwest::Client::new(),
+        base: format!("http://{api}"),
+        checked: Default::default(),
+    };
+    let (a, b) = (demo_account(&chain, 0), demo_account(&chain, 1));
+
+    let tx = transfer(&chain, &a, 0, b.public(), 3);
+    let hex_tx = hex::encode(codec::encode(&tx));
+    let (s, v) = c
+        .call(
+            "post",
+            "/v1/transactions",
+            "/v1/transactions",
+            Some(serde_json::json!({ "tx_hex": hex_tx })),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let id = v["tx_id"].as_str().unwrap().to_string();
+    let (s, _) = c
+        .call(
+            "post",
+            "/v1/transactions",
+            "/v1/transactions",
+            Some(serde_json::json!({ "tx_hex": "zz" })),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let tx2 = transfer(&chain, &a, 1, b.public(), 4);
+    let (s, v) = c
+        .call(
+            "post",
+            "/v1/transactions/batch",
+            "/v1/transactions/batch",
+            Some(serde_json::json!({ "txs": [tx2], "txs_hex": ["00"] })),
+        )
+        .await;
+    assert_eq!(
+        (s, v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (200, Some(1), Some(1))
+    );
+    // Wait for the first transfer to commit and a checkpoint to cover it.
+    let start = Instant::now();
+    loop {
+        let (_, v) = c
+            .call(
+                "get",
+                "/v1/transactions/{id}",
+                &format!("/v1/transactions/{id}"),
+                None,
+            )
+            .await;
+        if v["status"] == "committed" {
+            assert!(v["tx"].is_object());
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, _) = c
+        .call(
+            "get",
+            "/v1/transactions/{id}",
+            &format!("/v1/transactions/{}", "ab".repeat(32)),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, v) = c
+        .call(
+            "get",
+            "/v1/accounts/{key}",
+            &format!("/v1/accounts/{}?proof=true", b.public()),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(v["proof"].is_object());
+    c.call(
+        "get",
+        "/v1/accounts/{key}",
+        &format!("/v1/accounts/{}", a.public()),
+        None,
+    )
+    .await;
+    let (s, _) = c
+        .call("get", "/v1/accounts/{key}", "/v1/accounts/nothex", None)
+        .await;
+    assert_eq!(s, 400);
+    let (_, list) = c
+        .call("get", "/v1/blocks", "/v1/blocks?limit=5", None)
+        .await;
+    let first = &list[0];
+    c.call(
+        "get",
+        "/v1/blocks",
+        &format!("/v1/blocks?before={}&limit=2", first["height"]),
+        None,
+    )
+    .await;
+    c.call("get", "/v1/blocks/{height}", "/v1/blocks/latest", None)
+        .await;
+    c.call("get", "/v1/blocks/{height}", "/v1/blocks/1", None)
+        .await;
+    let (s, v) = c
+        .call(
+            "get",
+            "/v1/blocks/{height}",
+            &format!("/v1/blocks/{}", first["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!((s, &v["id"]), (200, &first["id"]));
+    let (s, _) = c
+        .call("get", "/v1/blocks/{height}", "/v1/blocks/99999999", None)
+        .await;
+    assert_eq!(s, 404);
+    let (_, mut status) = c.call("get", "/v1/status", "/v1/status", None).await;
+    // The checker bites: a response missing a field or with a wrong type is refused.
+    let status_schema = serde_json::json!({ "$ref": "#/components/schemas/Status" });
+    status["height"] = Value::String("tall".into());
+    assert!(check(&c.doc, &status_schema, &status, "status").is_err());
+    status.as_object_mut().unwrap().remove("height");
+    assert!(check(&c.doc, &status_schema, &status, "status").is_err());
+    c.call(
+        "get",
+        "/v1/checkpoints/latest",
+        "/v1/checkpoints/latest",
+        None,
+    )
+    .await;
+    let (_, v) = c
+        .call("get", "/v1/validators", "/v1/validators", None)
+        .await;
+    assert_eq!(v.as_array().unwrap().len(), 4);
+    let (s, v) = c.call("get", "/metrics", "/metrics", None).await;
+    assert_eq!(s, 200);
+    assert!(v.as_str().unwrap().contains("netchain_height"));
+    let (s, _) = c
+        .call("get", "/v1/events", "/v1/events?cursor=bad", None)
+        .await;
+    assert_eq!(s, 400);
+    // One event from the stream, validated against the Event schema.
+    let mut resp = reqwest::get(format!("http://{api}/v1/events?cursor=0:0"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut buf = String::new();
+    while !buf.contains("\n\n") {
+        buf.push_str(&String::from_utf8_lossy(
+            &resp.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    let data = buf
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .unwrap()
+        .trim();
+    let event: Value = serde_json::from_str(data).unwrap();
+    check(
+        &c.doc,
+        &serde_json::json!({ "$ref": "#/components/schemas/Event" }),
+        &event,
+        "event",
+    )
+    .unwrap();
+    c.checked.insert(("get".into(), "/v1/events".into()));
+    // Every documented operation was exercised.
+    let documented: std::collections::BTreeSet<(String, String)> = c.doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), p.clone()))
+        })
+        .collect();
+    assert_eq!(
+        documented, c.checked,
+        "documented vs exercised operations differ"
+    );
+}
