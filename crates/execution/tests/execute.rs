@@ -727,3 +727,23 @@ fn fjall_backend_gives_same_roots_as_memory() {
             .unwrap();
     }
 }
+
+#[test]
+fn pre_verified_signatures_give_the_same_outcome_with_less_work() {
+    let (a, b) = (key(1), key(2));
+    let genesis = [(a.public(), 1_000), (b.public(), 1_000)];
+    let good = transfer(&a, 0, b.public(), 5);
+    let mut forged = transfer(&b, 0, a.public(), 7);
+    forged.signature.0[0] ^= 1;
+    let block = vec![good.clone(), forged.clone()];
+    let plain = mem_node(&genesis).exec.execute(1, &block).unwrap();
+    // Only the valid one is known as verified: the forged one is still checked and rejected.
+    let node = mem_node(&genesis);
+    let checked = node
+        .exec
+        .execute_checked(1, &block, &|t| t.signature == good.signature)
+        .unwrap();
+    assert_eq!(checked.state_root, plain.state_root);
+    assert_eq!(checked.receipts, plain.receipts);
+    assert_eq!(code(&checked.receipts[1].outcome), "bad_signature");
+}

@@ -2,11 +2,13 @@
 
 use crate::Shared;
 use bytes::Bytes;
-use netchain_crypto::{verify_each, verify_transaction};
+use netchain_crypto::verify_each;
 use netchain_mempool::MempoolError;
 use netchain_network::Network;
 use netchain_types::{codec, ConsensusMessage, SignedTransaction, TxId};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -48,17 +50,97 @@ impl AdmitError {
     }
 }
 
+/// Signatures this node checked recently, so execution need not check them again. Keyed by the
+/// hash of (transaction id, signature): the id covers the signed content, so a hit means exactly
+/// this signature on exactly this content verified. Bounded, oldest forgotten first.
+pub struct VerifiedCache {
+    inner: Mutex<VerifiedSet>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct VerifiedSet {
+    keys: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl VerifiedCache {
+    /// A cache of at most `capacity` entries.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(VerifiedSet::default()),
+            capacity,
+        }
+    }
+
+    fn key(tx: &SignedTransaction) -> [u8; 32] {
+        *blake3::Hasher::new()
+            .update(&tx.id().0)
+            .update(&tx.signature.0)
+            .finalize()
+            .as_bytes()
+    }
+
+    /// Records verified transactions.
+    pub fn insert_all<'a>(&self, txs: impl IntoIterator<Item = &'a SignedTransaction>) {
+        let mut guard = self.inner.lock().expect("verified cache lock");
+        let v = &mut *guard;
+        for tx in txs {
+            let k = Self::key(tx);
+            if v.keys.insert(k) {
+                v.order.push_back(k);
+                if v.order.len() > self.capacity {
+                    if let Some(old) = v.order.pop_front() {
+                        v.keys.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether this exact signature on this exact content was verified here.
+    pub fn contains(&self, tx: &SignedTransaction) -> bool {
+        let k = Self::key(tx);
+        self.inner
+            .lock()
+            .expect("verified cache lock")
+            .keys
+            .contains(&k)
+    }
+}
+
 impl Shared {
     /// Checks a client's transaction (chain, signature, nonce, pool bounds), admits it and passes
     /// it on to the other validators.
     pub fn admit(&self, tx: SignedTransaction) -> Result<TxId, AdmitError> {
-        let result = verify_transaction(&tx)
-            .map_err(|_| AdmitError::BadSignature)
-            .and_then(|()| self.admit_verified(tx.clone()));
-        let id = result.inspect_err(|e| self.metrics.rejected(e.code()))?;
-        // Best effort: a full gossip queue only means other leaders learn of it later.
-        let _ = self.tx_gossip.try_send(tx);
-        Ok(id)
+        self.admit_batch(vec![tx])
+            .pop()
+            .expect("one result per transaction")
+    }
+
+    /// [`Shared::admit`] for many transactions, with one batched signature check.
+    pub fn admit_batch(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, AdmitError>> {
+        let items: Vec<_> = txs
+            .iter()
+            .map(|t| (t.tx.sender, t.tx.signing_message(), t.signature))
+            .collect();
+        let ok = verify_each(&items);
+        self.verified
+            .insert_all(txs.iter().zip(&ok).filter(|(_, ok)| **ok).map(|(t, _)| t));
+        txs.into_iter()
+            .zip(ok)
+            .map(|(tx, ok)| {
+                let result = if ok {
+                    self.admit_verified(tx.clone())
+                } else {
+                    Err(AdmitError::BadSignature)
+                };
+                let id = result.inspect_err(|e| self.metrics.rejected(e.code()))?;
+                // Best effort: a full gossip queue only means other leaders learn of it later.
+                let _ = self.tx_gossip.try_send(tx);
+                Ok(id)
+            })
+            .collect()
     }
 
     /// Admits a transaction whose signature is already checked.
@@ -116,7 +198,11 @@ pub(crate) fn spawn_ingest(shared: Arc<Shared>, mut rx: mpsc::Receiver<Vec<Signe
                     .iter()
                     .map(|t| (t.tx.sender, t.tx.signing_message(), t.signature))
                     .collect();
-                for (tx, ok) in txs.into_iter().zip(verify_each(&items)) {
+                let ok = verify_each(&items);
+                shared
+                    .verified
+                    .insert_all(txs.iter().zip(&ok).filter(|(_, ok)| **ok).map(|(t, _)| t));
+                for (tx, ok) in txs.into_iter().zip(ok) {
                     if ok {
                         // Duplicates and stale nonces are expected here; nothing to report.
                         let _ = shared.admit_verified(tx);

@@ -65,7 +65,11 @@ fn execute_one(
     block: &Block,
     qc: QuorumCert,
 ) -> anyhow::Result<ConsensusMessage> {
-    let out = shared.executor.execute(block.height, &block.payload)?;
+    let out = shared
+        .executor
+        .execute_checked(block.height, &block.payload, &|tx| {
+            shared.verified.contains(tx)
+        })?;
     let mut batch = out.batch;
     ChainStore::<crate::Backend>::put_block(&mut batch, block);
     let new_tip = ChainTip {

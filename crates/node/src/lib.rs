@@ -26,7 +26,7 @@ use netchain_types::{Block, Committee, ConsensusMessage, Digest, QuorumCert, Val
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 
-pub use admission::AdmitError;
+pub use admission::{AdmitError, VerifiedCache};
 
 /// The backend a node runs on.
 pub type Backend = FjallBackend;
@@ -80,6 +80,8 @@ pub struct Shared {
     tx_gossip: mpsc::Sender<netchain_types::SignedTransaction>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Transaction signatures this node has checked (execution skips them).
+    pub verified: admission::VerifiedCache,
     /// Height of the last executed block, for event-stream subscribers to wait on.
     pub executed: tokio::sync::watch::Sender<u64>,
 }
@@ -138,6 +140,9 @@ fn init_or_check_genesis(
     store.commit(batch)?;
     Ok(())
 }
+
+/// Transaction signatures remembered as verified (32 bytes each, twice).
+const VERIFIED_CACHE_ENTRIES: usize = 500_000;
 
 /// Most uncommitted blocks walked back on restart.
 const RECOVER_BLOCKS_MAX: usize = 10_000;
@@ -263,6 +268,7 @@ impl Node {
         let metrics = Metrics::default();
         metrics.height.set(tip.block.height as i64);
         let shared = Arc::new(Shared {
+            verified: admission::VerifiedCache::new(VERIFIED_CACHE_ENTRIES),
             tx_gossip,
             metrics,
             executed,
