@@ -6,6 +6,7 @@
 //! signature, nonce). Every error is JSON `{ "code", "message" }` with a stable code.
 
 pub mod events;
+mod explorer;
 mod openapi;
 mod types;
 
@@ -85,6 +86,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/events", get(events::events))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .merge(explorer::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(shared)
@@ -126,14 +128,16 @@ fn decode_tx(shared: &Shared, input: TxInput) -> Result<SignedTransaction, ApiEr
 
 /// Admits a transaction through the node's admission checks.
 fn admit(shared: &Shared, tx: SignedTransaction) -> Result<Digest, ApiError> {
-    shared.admit(tx).map_err(|e| {
-        let status = match e.code() {
-            "mempool_full" => StatusCode::SERVICE_UNAVAILABLE,
-            "internal" => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, e.code(), e.to_string())
-    })
+    shared.admit(tx).map_err(admit_error)
+}
+
+fn admit_error(e: netchain_node::AdmitError) -> ApiError {
+    let status = match e.code() {
+        "mempool_full" => StatusCode::SERVICE_UNAVAILABLE,
+        "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, e.code(), e.to_string())
 }
 
 async fn submit(
@@ -155,8 +159,21 @@ async fn submit(
 fn admit_all(shared: &Shared, inputs: Vec<TxInput>) -> (usize, usize, Vec<BatchItem>) {
     let mut results = Vec::with_capacity(inputs.len());
     let (mut accepted, mut rejected) = (0, 0);
-    for input in inputs {
-        let result = decode_tx(shared, input).and_then(|tx| admit(shared, tx));
+    // Decode everything, then admit the decodable ones with one batched signature check.
+    let decoded: Vec<Result<SignedTransaction, ApiError>> =
+        inputs.into_iter().map(|i| decode_tx(shared, i)).collect();
+    let good: Vec<SignedTransaction> = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok().cloned())
+        .collect();
+    let mut admitted = shared.admit_batch(good).into_iter();
+    for d in decoded {
+        let result = d.and_then(|_| {
+            admitted
+                .next()
+                .expect("one admission result per decoded transaction")
+                .map_err(admit_error)
+        });
         results.push(match result {
             Ok(id) => {
                 accepted += 1;
@@ -270,17 +287,13 @@ async fn account(
         .account(&pk, height)
         .map_err(ApiError::internal)?;
     let proof = if q.proof.unwrap_or(false) {
-        let cert = shared
-            .store
-            .latest_checkpoint()
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_checkpoint",
-                    "no certified checkpoint yet; retry shortly",
-                )
-            })?;
+        let cert = provable_checkpoint(&shared, height)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_checkpoint",
+                "no certified checkpoint this node has executed yet; retry shortly",
+            )
+        })?;
         let (value, proof) = shared
             .executor
             .state()
@@ -302,6 +315,33 @@ async fn account(
         height,
         proof,
     }))
+}
+
+/// How far below the executed height a checkpoint is looked for.
+const CHECKPOINT_LOOKBACK: u64 = 256;
+
+/// The newest certified checkpoint at or below `executed`: a quorum may certify a height this
+/// node has not executed yet, and a proof needs the state of that height here.
+fn provable_checkpoint(
+    shared: &Shared,
+    executed: u64,
+) -> Result<Option<netchain_types::CertifiedCheckpoint>, ApiError> {
+    let Some(latest) = shared
+        .store
+        .latest_checkpoint()
+        .map_err(ApiError::internal)?
+    else {
+        return Ok(None);
+    };
+    if latest.checkpoint.height <= executed {
+        return Ok(Some(latest));
+    }
+    for h in (executed.saturating_sub(CHECKPOINT_LOOKBACK)..=executed).rev() {
+        if let Some(cert) = shared.store.checkpoint_at(h).map_err(ApiError::internal)? {
+            return Ok(Some(cert));
+        }
+    }
+    Ok(None)
 }
 
 async fn block(

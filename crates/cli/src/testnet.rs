@@ -59,6 +59,10 @@ pub async fn run(opts: TestnetOptions) -> anyhow::Result<bool> {
             c.base().trim_start_matches("http://")
         );
     }
+    println!(
+        "  explorer: http://{}/",
+        clients[0].base().trim_start_matches("http://")
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(LoadStats::default());
     let load_task = (opts.load_tps > 0).then(|| {
