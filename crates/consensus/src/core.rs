@@ -148,8 +148,8 @@ pub struct Core {
     /// Blocks waiting for their parent, keyed by parent id.
     pending: HashMap<Digest, Vec<PendingBlock>>,
     pending_count: usize,
-    /// Sync requests in flight: block id -> time asked.
-    sync_requested: HashMap<Digest, u64>,
+    /// Sync requests in flight: block id -> (time asked, attempts so far).
+    sync_requested: HashMap<Digest, (u64, usize)>,
     catch_up_until_ms: u64,
     votes: BTreeMap<u64, HashMap<ValidatorIndex, Vote>>,
     timeouts: BTreeMap<u64, BTreeMap<ValidatorIndex, Timeout>>,
@@ -162,6 +162,8 @@ pub struct Core {
     /// row it was wanted again from there (see `request_ancestors`).
     catch_up_from: u64,
     catch_up_repeats: u64,
+    /// When each validator's stale timeout was last answered (see `on_timeout`).
+    answered_ms: BTreeMap<ValidatorIndex, u64>,
     out: Vec<Action>,
 }
 
@@ -214,6 +216,7 @@ impl Core {
             catch_up_peer: None,
             catch_up_from: 0,
             catch_up_repeats: 0,
+            answered_ms: BTreeMap::new(),
             out: Vec::new(),
         };
         core.proposed_round = core.safety.last_voted_round;
@@ -534,25 +537,47 @@ impl Core {
         }
         let max_blocks = (block.height.saturating_sub(self.committed_height))
             .clamp(1, self.cfg.sync_max_blocks as u64) as u32;
-        self.request_block(now, from, block.parent_id, max_blocks);
+        // The sender first, then the signers of the block's QC (they voted for the parent).
+        let mut peers = vec![from];
+        peers.extend(self.signers_but_me(&block.qc, Some(from)));
+        self.request_block(now, &peers, block.parent_id, max_blocks);
+    }
+
+    /// The signers of `qc` other than this validator and `except`.
+    fn signers_but_me(
+        &self,
+        qc: &QuorumCert,
+        except: Option<ValidatorIndex>,
+    ) -> Vec<ValidatorIndex> {
+        qc.votes
+            .iter()
+            .map(|(i, _)| *i)
+            .filter(|i| *i != self.cfg.me && Some(*i) != except)
+            .collect()
     }
 
     /// Asks `from` for block `id` and up to `max_blocks - 1` ancestors (rate-limited per id).
-    fn request_block(&mut self, now: u64, from: ValidatorIndex, id: Digest, max_blocks: u32) {
-        if let Some(asked) = self.sync_requested.get(&id) {
-            if now < asked + SYNC_RETRY_MS {
-                return;
-            }
+    /// Each retry asks the next of `peers` (all of which should hold the block): a peer that does
+    /// not answer (crashed, cut off, Byzantine) must not be asked forever while others could.
+    fn request_block(&mut self, now: u64, peers: &[ValidatorIndex], id: Digest, max_blocks: u32) {
+        let attempts = match self.sync_requested.get(&id) {
+            Some((asked, _)) if now < asked + SYNC_RETRY_MS => return,
+            Some((_, attempts)) => *attempts,
+            None => 0,
+        };
+        if peers.is_empty() {
+            return;
         }
         if self.sync_requested.len() >= SYNC_REQUESTS_MAX {
-            self.sync_requested.retain(|_, t| now < *t + SYNC_RETRY_MS);
+            self.sync_requested
+                .retain(|_, (t, _)| now < *t + SYNC_RETRY_MS);
             if self.sync_requested.len() >= SYNC_REQUESTS_MAX {
                 return;
             }
         }
-        self.sync_requested.insert(id, now);
+        self.sync_requested.insert(id, (now, attempts + 1));
         self.out.push(Action::Send {
-            to: from,
+            to: peers[attempts % peers.len()],
             msg: ConsensusMessage::SyncRequest {
                 block_id: id,
                 max_blocks,
@@ -792,8 +817,15 @@ impl Core {
             // The sender still times out a round we left: it missed the timeouts that formed the
             // certificate we advanced with, and nothing else would carry it (if the others moved
             // on too, none of them times out that round again). Hand it the ones we hold; only to
-            // the author itself, so nobody can direct this traffic at a third party.
-            if from == t.author && t.round + 1 == self.round {
+            // the author itself, so nobody can direct this traffic at a third party, and at most
+            // once per retry interval: the answer holds our own timeout, which a peer that is
+            // not behind (it got an old copy) would answer in turn, and so on forever.
+            let answered = self.answered_ms.get(&from).copied();
+            if from == t.author
+                && t.round + 1 == self.round
+                && answered.is_none_or(|at| now >= at + SYNC_RETRY_MS)
+            {
+                self.answered_ms.insert(from, now);
                 if let Some(held) = self.timeouts.get(&t.round) {
                     for timeout in held.values().filter(|h| h.author != from) {
                         self.out.push(Action::Send {
@@ -888,12 +920,11 @@ impl Core {
             return;
         }
         let Some(parent) = self.blocks.get(&self.high_qc.block_id) else {
-            // A QC formed from votes for a block this leader never received: fetch it from a
-            // signer, who has it.
-            if let Some(&(signer, _)) = self.high_qc.votes.iter().find(|(i, _)| *i != self.cfg.me) {
-                let id = self.high_qc.block_id;
-                self.request_block(now, signer, id, 1);
-            }
+            // A QC formed from votes for a block this leader never received: fetch it from the
+            // signers, who have it.
+            let signers = self.signers_but_me(&self.high_qc, None);
+            let id = self.high_qc.block_id;
+            self.request_block(now, &signers, id, 1);
             return;
         };
         let tc = if self.high_qc.round + 1 == round {

@@ -1,0 +1,413 @@
+//! One validator instance, driven the way `netchain-node` drives it, over simulated storage.
+//!
+//! The driver owns the real [`Core`], [`Mempool`] and [`Executor`]; it performs the core's actions
+//! in order (block store writes unsynced, safety data synced), answers sync and catch-up requests
+//! from the tree and the store, admits gossiped transactions, and executes committed blocks from a
+//! queue that a crash loses (execution lags consensus in the real node too). A restart rebuilds
+//! everything from the disk exactly as `Node::start` does.
+
+use crate::disk::SimDisk;
+use netchain_consensus::{Action, Core, CoreConfig, Event, SafetyData};
+use netchain_crypto::{verify_each, verify_transaction, Keypair};
+use netchain_execution::Executor;
+use netchain_mempool::{Mempool, MempoolConfig};
+use netchain_storage::{ChainStore, ChainTip, WriteBatch};
+use netchain_types::{
+    codec, Block, Committee, ConsensusMessage, Digest, PublicKey, QuorumCert, Receipt,
+    SignedTransaction, ValidatorIndex,
+};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+mod serve;
+
+use serve::{recover_uncommitted, serve_catch_up, serve_sync, Verified};
+
+/// The chain every instance of a run shares.
+pub struct ChainSetup {
+    /// Chain id.
+    pub chain_id: String,
+    /// Validator set.
+    pub committee: Committee,
+    /// Validator keys, by index.
+    pub keys: Vec<Keypair>,
+    /// Genesis hash (the genesis block's parent id).
+    pub genesis_hash: Digest,
+    /// Genesis block.
+    pub genesis: Block,
+    /// Funded accounts at genesis.
+    pub accounts: Vec<(PublicKey, u64)>,
+    /// Round timeout of the cores.
+    pub round_timeout_ms: u64,
+    /// Most blocks per sync answer.
+    pub sync_max_blocks: u32,
+    /// Most transactions per block.
+    pub block_max_txs: usize,
+}
+
+/// One executed height, as the checkers see it.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    /// Height.
+    pub height: u64,
+    /// Block id.
+    pub block_id: Digest,
+    /// State root after the block.
+    pub state_root: Digest,
+    /// Receipts written for the block.
+    pub receipts: Vec<Receipt>,
+    /// Sum of all genesis accounts' balances after the block.
+    pub total_balance: u128,
+}
+
+/// What handling one input produced, for the world to route and check.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    /// A message to one validator index (possibly this one's: then already delivered locally).
+    Send {
+        /// Recipient.
+        to: ValidatorIndex,
+        /// Message.
+        msg: ConsensusMessage,
+    },
+    /// A message to every other validator (already delivered locally).
+    Broadcast(ConsensusMessage),
+    /// Blocks the core committed, oldest first.
+    Committed(Vec<Block>),
+    /// A block executed and written durably.
+    Executed(Executed),
+    /// A committed block did not extend the executed chain (the node would exit).
+    ExecutionGap {
+        /// Height of the block.
+        height: u64,
+        /// Executed tip height.
+        tip: u64,
+    },
+}
+
+struct Running {
+    core: Core,
+    verified: Verified,
+    mempool: Mempool,
+    executor: Executor<SimDisk>,
+    store: ChainStore<SimDisk>,
+    tip: ChainTip,
+    exec_queue: VecDeque<(Block, QuorumCert)>,
+}
+
+/// A validator instance (Twins are two instances with one index and key).
+pub struct Instance {
+    /// Validator index.
+    pub index: ValidatorIndex,
+    /// Instance id in the world (distinct for Twins).
+    pub id: usize,
+    setup: Arc<ChainSetup>,
+    disk: Arc<SimDisk>,
+    running: Option<Running>,
+}
+
+impl Instance {
+    /// A stopped instance with an empty disk.
+    pub fn new(setup: Arc<ChainSetup>, index: ValidatorIndex, id: usize) -> Self {
+        Self {
+            index,
+            id,
+            setup,
+            disk: Arc::new(SimDisk::new()),
+            running: None,
+        }
+    }
+
+    /// Whether the process is up.
+    pub fn is_up(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// The disk (survives crashes).
+    pub fn disk(&self) -> &Arc<SimDisk> {
+        &self.disk
+    }
+
+    /// The running core, if up.
+    pub fn core(&self) -> Option<&Core> {
+        self.running.as_ref().map(|r| &r.core)
+    }
+
+    /// The signing key.
+    pub fn keypair(&self) -> &Keypair {
+        &self.setup.keys[self.index as usize]
+    }
+
+    /// The executed tip, if up.
+    pub fn tip(&self) -> Option<&ChainTip> {
+        self.running.as_ref().map(|r| &r.tip)
+    }
+
+    /// Whether committed blocks wait for execution.
+    pub fn has_exec_work(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|r| !r.exec_queue.is_empty())
+    }
+
+    /// The process stops; memory (core, mempool, execution queue) is lost.
+    pub fn stop(&mut self) {
+        self.running = None;
+    }
+
+    /// Starts (or restarts) the process from its disk at local time `now`, as `Node::start`
+    /// does. Returns the executed tip it resumed from.
+    pub fn start(&mut self, now: u64) -> ChainTip {
+        let s = &self.setup;
+        let store = ChainStore::new(self.disk.clone());
+        let executor = Executor::new(s.chain_id.clone(), self.disk.clone());
+        if store.genesis_hash().expect("sim disk").is_none() {
+            let (state_root, mut batch) = executor.genesis(&s.accounts).expect("genesis");
+            let tip = ChainTip {
+                qc: QuorumCert::genesis(s.genesis.id()),
+                block: s.genesis.clone(),
+                state_root,
+                total_txs: 0,
+            };
+            let mut meta = WriteBatch::new();
+            ChainStore::<SimDisk>::put_block(&mut meta, &tip.block);
+            ChainStore::<SimDisk>::put_tip(&mut meta, &tip);
+            ChainStore::<SimDisk>::put_genesis_hash(&mut meta, &s.genesis_hash);
+            batch.extend(meta);
+            store.commit(batch).expect("sim disk");
+        }
+        let tip = store.tip().expect("sim disk").expect("tip after genesis");
+        let safety: SafetyData = match store.safety().expect("sim disk") {
+            Some(bytes) => codec::decode(&bytes, 1 << 20).expect("safety data decodes"),
+            None => SafetyData::default(),
+        };
+        let recovered = recover_uncommitted(&store, &tip, &safety);
+        let cfg = CoreConfig {
+            round_timeout_ms: s.round_timeout_ms,
+            max_round_timeout_ms: s.round_timeout_ms * 8,
+            empty_block_interval_ms: 100,
+            sync_max_blocks: s.sync_max_blocks,
+            block_max_txs: s.block_max_txs,
+            ..CoreConfig::new(s.chain_id.clone(), s.committee.clone(), self.index)
+        };
+        let mut core = Core::new(
+            cfg,
+            self.keypair().clone(),
+            s.genesis.id(),
+            tip.block.clone(),
+            tip.qc.clone(),
+            safety,
+            now,
+        );
+        core.recover(recovered);
+        self.running = Some(Running {
+            core,
+            mempool: Mempool::new(MempoolConfig::default()),
+            executor,
+            store,
+            tip: tip.clone(),
+            exec_queue: VecDeque::new(),
+            verified: Verified::default(),
+        });
+        tip
+    }
+
+    /// Handles a message from validator `from` at local time `now`.
+    pub fn on_message(
+        &mut self,
+        now: u64,
+        from: ValidatorIndex,
+        msg: ConsensusMessage,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let Some(r) = self.running.as_mut() else {
+            return out;
+        };
+        match msg {
+            ConsensusMessage::SyncRequest {
+                block_id,
+                max_blocks,
+            } => serve_sync(r, from, block_id, max_blocks, &mut out),
+            ConsensusMessage::CatchUpRequest {
+                from_height,
+                max_blocks,
+            } => serve_catch_up(r, from, from_height, max_blocks, &mut out),
+            ConsensusMessage::Transactions { txs } => ingest(r, &self.setup.chain_id, txs),
+            ConsensusMessage::CheckpointVote { .. } => {}
+            msg => self.step(now, Event::Message { from, msg }, &mut out),
+        }
+        out
+    }
+
+    /// Time passed: the core checks its timers.
+    pub fn on_tick(&mut self, now: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.step(now, Event::Tick, &mut out);
+        out
+    }
+
+    /// Admits a client's transaction (signature, chain, nonce, bounds); on success the caller
+    /// gossips it to the other validators.
+    pub fn submit(&mut self, tx: SignedTransaction) -> Result<(), String> {
+        let Some(r) = self.running.as_mut() else {
+            return Err("down".into());
+        };
+        verify_transaction(&tx).map_err(|e| e.to_string())?;
+        r.verified.insert(&tx);
+        admit(r, &self.setup.chain_id, tx)
+    }
+
+    fn step(&mut self, now: u64, event: Event, out: &mut Vec<Effect>) {
+        let me = self.index;
+        let Some(r) = self.running.as_mut() else {
+            return;
+        };
+        let mut loopback = VecDeque::new();
+        let mut next = Some(event);
+        while let Some(event) = next.take() {
+            let step = r.core.handle(now, event, &mut r.mempool);
+            if let Some(e) = &step.error {
+                if tracing() {
+                    eprintln!("        #{} refused: {e}", self.id);
+                }
+            }
+            for action in step.actions {
+                match action {
+                    Action::StoreBlock(block) => {
+                        r.store.put_uncommitted_block(&block).expect("sim disk")
+                    }
+                    Action::PersistSafety(safety) => r
+                        .store
+                        .put_safety(codec::encode(&safety))
+                        .expect("sim disk"),
+                    Action::Send { to, msg } => {
+                        if to == me {
+                            loopback.push_back(msg.clone());
+                        }
+                        out.push(Effect::Send { to, msg });
+                    }
+                    Action::Broadcast(msg) => {
+                        loopback.push_back(msg.clone());
+                        out.push(Effect::Broadcast(msg));
+                    }
+                    Action::Commit { blocks, commit_qc } => {
+                        for (i, block) in blocks.iter().enumerate() {
+                            let qc = blocks
+                                .get(i + 1)
+                                .map(|child| child.qc.clone())
+                                .unwrap_or_else(|| commit_qc.clone());
+                            r.exec_queue.push_back((block.clone(), qc));
+                        }
+                        out.push(Effect::Committed(blocks));
+                    }
+                }
+            }
+            next = loopback
+                .pop_front()
+                .map(|msg| Event::Message { from: me, msg });
+        }
+    }
+
+    /// Executes every queued committed block, as the node's execution thread does.
+    pub fn execute_queued(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let Some(r) = self.running.as_mut() else {
+            return out;
+        };
+        while let Some((block, qc)) = r.exec_queue.pop_front() {
+            if block.height <= r.tip.block.height {
+                continue; // executed before a restart
+            }
+            if block.height != r.tip.block.height + 1 {
+                out.push(Effect::ExecutionGap {
+                    height: block.height,
+                    tip: r.tip.block.height,
+                });
+                r.exec_queue.clear();
+                break;
+            }
+            out.push(Effect::Executed(execute_one(
+                r,
+                &self.setup.accounts,
+                &block,
+                qc,
+            )));
+        }
+        out
+    }
+}
+
+fn execute_one(
+    r: &mut Running,
+    accounts: &[(PublicKey, u64)],
+    block: &Block,
+    qc: QuorumCert,
+) -> Executed {
+    let verified = &r.verified;
+    let exec = r
+        .executor
+        .execute_checked(block.height, &block.payload, &|tx| verified.contains(tx))
+        .expect("sim disk");
+    let mut batch = exec.batch;
+    ChainStore::<SimDisk>::put_block(&mut batch, block);
+    let tip = ChainTip {
+        block: block.clone(),
+        qc,
+        state_root: exec.state_root,
+        total_txs: r.tip.total_txs + exec.applied,
+    };
+    ChainStore::<SimDisk>::put_tip(&mut batch, &tip);
+    r.store.commit(batch).expect("sim disk");
+    r.tip = tip;
+    r.mempool.on_executed(block.height, &exec.nonces);
+    let total_balance = accounts
+        .iter()
+        .map(|(pk, _)| {
+            r.executor
+                .account(pk, block.height)
+                .expect("sim disk")
+                .balance as u128
+        })
+        .sum();
+    Executed {
+        height: block.height,
+        block_id: block.id(),
+        state_root: exec.state_root,
+        receipts: exec.receipts,
+        total_balance,
+    }
+}
+
+fn admit(r: &mut Running, chain_id: &str, tx: SignedTransaction) -> Result<(), String> {
+    if tx.tx.chain_id != chain_id {
+        return Err("wrong chain".into());
+    }
+    let account = r
+        .executor
+        .account(&tx.tx.sender, r.tip.block.height)
+        .map_err(|e| e.to_string())?;
+    r.mempool
+        .insert(tx, account.nonce)
+        .map_err(|e| e.to_string())
+}
+
+fn ingest(r: &mut Running, chain_id: &str, mut txs: Vec<SignedTransaction>) {
+    txs.retain(|t| t.tx.chain_id == chain_id);
+    let items: Vec<_> = txs
+        .iter()
+        .map(|t| (t.tx.sender, t.tx.signing_message(), t.signature))
+        .collect();
+    for (tx, ok) in txs.into_iter().zip(verify_each(&items)) {
+        if ok {
+            r.verified.insert(&tx);
+            // Duplicates and stale nonces are expected here.
+            let _ = admit(r, chain_id, tx);
+        }
+    }
+}
+
+/// Whether `SIM_TRACE` is set (read once): refusals are then printed with the event trace.
+fn tracing() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("SIM_TRACE").is_some())
+}
