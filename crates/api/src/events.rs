@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream};
 use netchain_node::Shared;
-use netchain_types::{Payload, PublicKey, TxOutcome};
+use netchain_types::{PublicKey, TxOutcome};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -60,7 +60,7 @@ pub struct EventQuery {
     /// Only this event type: `block` or `tx`.
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    /// Only transactions of this module (`transfer`).
+    /// Only transactions of this module (`transfer`, `currency`, `voucher`).
     pub module: Option<String>,
 }
 
@@ -85,6 +85,9 @@ pub struct EventData {
     /// Tx: module of the payload.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+    /// Tx: operation within the module (`transfer`, `pay`, `charge` ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
     /// Tx: sender.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sender: Option<PublicKey>,
@@ -140,6 +143,7 @@ fn block_events(shared: &Shared, height: u64, from_index: u32) -> Result<Vec<Eve
             tx_count: Some(block.payload.len()),
             timestamp_ms: Some(block.timestamp_ms),
             module: None,
+            op: None,
             sender: None,
             to: None,
             amount: None,
@@ -162,7 +166,7 @@ fn block_events(shared: &Shared, height: u64, from_index: u32) -> Result<Vec<Eve
             },
             _ => ("rejected", Some("duplicate".to_string())),
         };
-        let Payload::Transfer { to, amount } = &tx.tx.payload;
+        let (to, amount) = tx.tx.payload.counterparty();
         out.push(EventData {
             cursor: Cursor { height, index }.to_string(),
             kind: "tx".into(),
@@ -170,10 +174,11 @@ fn block_events(shared: &Shared, height: u64, from_index: u32) -> Result<Vec<Eve
             id: id.to_string(),
             tx_count: None,
             timestamp_ms: None,
-            module: Some("transfer".into()),
+            module: Some(tx.tx.payload.module().into()),
+            op: Some(tx.tx.payload.op().into()),
             sender: Some(tx.tx.sender),
-            to: Some(*to),
-            amount: Some(*amount),
+            to,
+            amount,
             status: Some(status.into()),
             code,
         });

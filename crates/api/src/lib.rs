@@ -5,6 +5,9 @@
 //! mempool, after the same checks execution applies (decode within a size bound, chain id,
 //! signature, nonce). Every error is JSON `{ "code", "message" }` with a stable code.
 
+#![recursion_limit = "512"]
+
+pub mod currency;
 pub mod events;
 mod explorer;
 mod openapi;
@@ -87,6 +90,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .merge(explorer::routes())
+        .merge(currency::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(shared)
@@ -121,7 +125,7 @@ fn decode_tx(shared: &Shared, input: TxInput) -> Result<SignedTransaction, ApiEr
                     format!("{len} bytes, limit {}", shared.tx_bytes_max),
                 ));
             }
-            Ok(tx)
+            Ok(*tx)
         }
     }
 }

@@ -30,6 +30,18 @@ fn responses(code: &str, schema: &str) -> Value {
     r
 }
 
+fn int() -> Value {
+    json!({ "type": "integer", "minimum": 0 })
+}
+
+fn currency_id() -> Value {
+    json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } })
+}
+
+fn height() -> Value {
+    json!({ "name": "height", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0 } })
+}
+
 /// The document.
 pub fn document() -> Value {
     let hex32 = json!({ "type": "string", "pattern": "^[0-9a-f]{64}$" });
@@ -99,6 +111,50 @@ pub fn document() -> Value {
             "/v1/checkpoints/latest": { "get": {
                 "summary": "The newest checkpoint certified by a quorum of validators",
                 "responses": responses("200", "CertifiedCheckpoint")
+            }},
+            "/v1/currencies": { "get": {
+                "summary": "Local currencies defined on this chain",
+                "responses": responses_array("200", "Currency")
+            }},
+            "/v1/currencies/{id}": { "get": {
+                "summary": "A currency: issuer, bank, rules, totals, expiry queue",
+                "parameters": [currency_id()],
+                "responses": responses("200", "Currency")
+            }},
+            "/v1/currencies/{id}/reconciliation": { "get": {
+                "summary": "minted = circulating + redeemed + expired_returned, at any executed height",
+                "parameters": [currency_id(), height()],
+                "responses": responses("200", "Reconciliation")
+            }},
+            "/v1/currencies/{id}/wallets/{key}": { "get": {
+                "summary": "A resident wallet: spendable and expired amounts, lots in spending order",
+                "parameters": [currency_id(), { "name": "key", "in": "path", "required": true, "schema": hex32 }, height()],
+                "responses": responses("200", "Wallet")
+            }},
+            "/v1/currencies/{id}/merchants/{key}": { "get": {
+                "summary": "A registered merchant: region, category, status, balance and totals",
+                "parameters": [currency_id(), { "name": "key", "in": "path", "required": true, "schema": hex32 }, height()],
+                "responses": responses("200", "Merchant")
+            }},
+            "/v1/currencies/{id}/settlements": { "get": {
+                "summary": "Settlement records the bank owes merchants, newest first",
+                "parameters": [
+                    currency_id(),
+                    { "name": "before", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0 } },
+                    { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 100 } },
+                    { "name": "paid", "in": "query", "required": false, "schema": { "type": "boolean" } }
+                ],
+                "responses": responses_array("200", "Settlement")
+            }},
+            "/v1/payments/{id}": { "get": {
+                "summary": "A payment by id (the hash of its request or authorization)",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": hex32 }, height()],
+                "responses": responses("200", "Payment")
+            }},
+            "/v1/vouchers/{id}": { "get": {
+                "summary": "A gift voucher: holder, face value, remaining value, expiry",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": hex32 }, height()],
+                "responses": responses("200", "Voucher")
             }}
         },
         "components": { "schemas": {
@@ -108,8 +164,16 @@ pub fn document() -> Value {
             "SignedTransaction": { "type": "object", "required": ["tx", "signature"], "properties": {
                 "tx": { "type": "object", "required": ["chain_id", "sender", "nonce", "payload"], "properties": {
                     "chain_id": { "type": "string" }, "sender": hex32, "nonce": { "type": "integer" },
-                    "payload": { "type": "object", "required": ["type", "to", "amount"], "properties": {
-                        "type": { "const": "transfer" }, "to": hex32, "amount": { "type": "integer", "minimum": 1 } } } } },
+                    "payload": { "oneOf": [
+                        { "type": "object", "required": ["type", "to", "amount"], "properties": {
+                            "type": { "const": "transfer" }, "to": hex32, "amount": { "type": "integer", "minimum": 1 } } },
+                        { "type": "object", "required": ["type", "op"], "description": "Local currency operation; its other fields are those of the op (see docs/LOCAL_CURRENCY.md)", "properties": {
+                            "type": { "const": "currency" },
+                            "op": { "enum": ["define", "set_rules", "register_merchants", "set_merchant_active", "verify_residents", "charge", "pay", "collect", "refund", "redeem", "confirm_settlement"] } } },
+                        { "type": "object", "required": ["type", "op"], "description": "Gift voucher operation", "properties": {
+                            "type": { "const": "voucher" },
+                            "op": { "enum": ["issue", "transfer", "redeem", "reclaim"] } } }
+                    ] } } },
                 "signature": { "type": "string", "pattern": "^[0-9a-f]{128}$" } } },
             "SubmitRequest": { "type": "object", "description": "Exactly one of tx_hex (borsh encoding) and tx", "properties": {
                 "tx_hex": { "type": "string" }, "tx": { "$ref": "#/components/schemas/SignedTransaction" } }, "additionalProperties": false },
@@ -150,9 +214,40 @@ pub fn document() -> Value {
                 "last_seen_ms_ago": { "type": ["integer", "null"] }, "online": { "type": "boolean" } } },
             "Event": { "type": "object", "required": ["cursor", "type", "height", "id"], "properties": {
                 "cursor": { "type": "string" }, "type": { "enum": ["block", "tx"] }, "height": { "type": "integer" }, "id": hex32,
-                "tx_count": { "type": "integer" }, "timestamp_ms": { "type": "integer" }, "module": { "type": "string" },
+                "tx_count": { "type": "integer" }, "timestamp_ms": { "type": "integer" }, "module": { "enum": ["transfer", "currency", "voucher"] },
+                "op": { "type": "string" },
                 "sender": hex32, "to": hex32, "amount": { "type": "integer" },
                 "status": { "enum": ["applied", "rejected"] }, "code": { "type": "string" } } },
+            "Totals": { "type": "object", "required": ["minted_principal", "minted_bonus", "vouchers_issued", "circulating", "redeemed", "expired_returned", "payments", "payment_volume", "refunded", "settlements_paid"], "properties": {
+                "minted_principal": int(), "minted_bonus": int(), "vouchers_issued": int(), "circulating": int(), "redeemed": int(),
+                "expired_returned": int(), "payments": int(), "payment_volume": int(), "refunded": int(), "settlements_paid": int() } },
+            "Rules": { "type": "object", "required": ["regions", "categories", "wallet_balance_max", "monthly_charge_max", "bonus_bps", "require_verified"], "properties": {
+                "regions": { "type": "array", "items": { "type": "string" } }, "categories": { "type": "array", "items": { "type": "string" } },
+                "wallet_balance_max": int(), "monthly_charge_max": int(), "bonus_bps": int(), "require_verified": { "type": "boolean" } } },
+            "Currency": { "type": "object", "required": ["id", "issuer", "bank", "rules", "expiry_secs", "bucket_ms", "created_height", "totals", "settlements", "expiry_queue", "height"], "properties": {
+                "id": { "type": "string" }, "issuer": hex32, "bank": hex32, "rules": { "$ref": "#/components/schemas/Rules" },
+                "expiry_secs": int(), "bucket_ms": int(), "created_height": int(), "totals": { "$ref": "#/components/schemas/Totals" },
+                "settlements": int(), "expiry_queue": int(), "height": int() } },
+            "Reconciliation": { "type": "object", "required": ["currency", "height", "minted", "minted_principal", "minted_bonus", "vouchers_issued", "circulating", "redeemed", "expired_returned", "balanced"], "properties": {
+                "currency": { "type": "string" }, "height": int(), "minted": int(), "minted_principal": int(), "minted_bonus": int(),
+                "vouchers_issued": int(), "circulating": int(), "redeemed": int(), "expired_returned": int(), "balanced": { "type": "boolean" } } },
+            "Lot": { "type": "object", "required": ["expires_at_ms", "amount"], "properties": { "expires_at_ms": int(), "amount": int() } },
+            "Wallet": { "type": "object", "required": ["currency", "wallet", "spendable", "expired", "verified", "month_charged", "lots", "height"], "properties": {
+                "currency": { "type": "string" }, "wallet": hex32, "spendable": int(), "expired": int(), "verified": { "type": "boolean" },
+                "month_charged": int(), "lots": { "type": "array", "items": { "$ref": "#/components/schemas/Lot" } }, "height": int() } },
+            "Merchant": { "type": "object", "required": ["currency", "merchant", "region", "category", "settlement_account", "active", "balance", "received", "refunded", "redeemed", "height"], "properties": {
+                "currency": { "type": "string" }, "merchant": hex32, "region": { "type": "string" }, "category": { "type": "string" },
+                "settlement_account": { "type": "string" }, "active": { "type": "boolean" }, "balance": int(), "received": int(),
+                "refunded": int(), "redeemed": int(), "height": int() } },
+            "Settlement": { "type": "object", "required": ["seq", "currency", "merchant", "settlement_account", "amount", "height", "timestamp_ms", "paid"], "properties": {
+                "seq": int(), "currency": { "type": "string" }, "merchant": hex32, "settlement_account": { "type": "string" }, "amount": int(),
+                "height": int(), "timestamp_ms": int(), "paid": { "type": "boolean" } } },
+            "Payment": { "type": "object", "required": ["id", "currency", "payer", "merchant", "amount", "refunded", "lots", "height", "timestamp_ms"], "properties": {
+                "id": hex32, "currency": { "type": "string" }, "payer": hex32, "merchant": hex32, "amount": int(), "refunded": int(),
+                "lots": { "type": "array", "items": { "$ref": "#/components/schemas/Lot" } }, "height": int(), "timestamp_ms": int() } },
+            "Voucher": { "type": "object", "required": ["id", "currency", "holder", "face_value", "remaining", "expires_at_ms", "issued_height"], "properties": {
+                "id": hex32, "currency": { "type": "string" }, "holder": hex32, "face_value": int(), "remaining": int(),
+                "expires_at_ms": int(), "issued_height": int() } },
             "Status": { "type": "object", "required": ["chain_id", "height", "round", "validators"], "properties": {
                 "chain_id": { "type": "string" }, "validator_index": { "type": "integer" }, "height": { "type": "integer" },
                 "block_id": hex32, "state_root": hex32, "round": { "type": "integer" },

@@ -21,7 +21,7 @@ pub enum TxInput {
     /// Hex of the borsh encoding.
     Hex(String),
     /// Structured form.
-    Json(SignedTransaction),
+    Json(Box<SignedTransaction>),
 }
 
 /// Body of `POST /v1/transactions`: exactly one of `tx_hex` and `tx`.
@@ -40,7 +40,7 @@ impl SubmitRequest {
     pub(crate) fn into_input(self) -> Result<TxInput, ApiError> {
         match (self.tx_hex, self.tx) {
             (Some(h), None) => Ok(TxInput::Hex(h)),
-            (None, Some(t)) => Ok(TxInput::Json(t)),
+            (None, Some(t)) => Ok(TxInput::Json(Box::new(t))),
             _ => Err(ApiError::bad(
                 "malformed",
                 "give exactly one of tx_hex and tx",
@@ -75,7 +75,7 @@ impl BatchRequest {
         self.txs_hex
             .into_iter()
             .map(TxInput::Hex)
-            .chain(self.txs.into_iter().map(TxInput::Json))
+            .chain(self.txs.into_iter().map(|t| TxInput::Json(Box::new(t))))
             .collect()
     }
 }

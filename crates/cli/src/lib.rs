@@ -1,12 +1,14 @@
 //! Library side of the `netchain` and `netchaind` binaries: local network layout, process
 //! management and the demo load generator (the binaries are thin clap front-ends).
 
+pub mod currency_cli;
+pub mod demo;
 pub mod layout;
 pub mod load;
 pub mod procs;
 pub mod testnet;
 
-/// Parses durations like `30s`, `2m`, `500ms`, `1h` (a bare number is seconds).
+/// Parses durations like `30s`, `2m`, `500ms`, `1h`, `90d` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
@@ -19,7 +21,8 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("bad duration unit in {s:?}: use ms, s, m or h")),
+        "d" => value * 86_400.0,
+        _ => return Err(format!("bad duration unit in {s:?}: use ms, s, m, h or d")),
     };
     if !(0.0..=1e7).contains(&secs) {
         return Err(format!("duration {s:?} out of range"));

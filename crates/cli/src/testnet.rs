@@ -27,7 +27,8 @@ pub struct TestnetOptions {
     pub duration: Option<Duration>,
 }
 
-async fn statuses(clients: &[Client]) -> Vec<Option<StatusResponse>> {
+/// The status of every node (None where it does not answer).
+pub async fn statuses(clients: &[Client]) -> Vec<Option<StatusResponse>> {
     let futures: Vec<_> = clients.iter().map(|c| c.status()).collect();
     let mut out = Vec::new();
     for f in futures {
@@ -164,9 +165,18 @@ pub async fn run(opts: TestnetOptions) -> anyhow::Result<bool> {
 }
 
 fn prepare(opts: &TestnetOptions) -> anyhow::Result<Layout> {
-    let dir = &opts.dir;
+    prepare_dir(&opts.dir, opts.keep, &opts.layout)
+}
+
+/// Loads the network in `dir` (with `keep`) or wipes it and writes a fresh one; refuses to wipe
+/// a folder that does not hold a netchain network.
+pub fn prepare_dir(
+    dir: &std::path::Path,
+    keep: bool,
+    params: &LayoutParams,
+) -> anyhow::Result<Layout> {
     if dir.join("genesis.json").exists() {
-        if opts.keep {
+        if keep {
             return Layout::load(dir);
         }
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -176,7 +186,7 @@ fn prepare(opts: &TestnetOptions) -> anyhow::Result<Layout> {
             dir.display()
         );
     }
-    layout::write(dir, &opts.layout)
+    layout::write(dir, params)
 }
 
 async fn summary(

@@ -4,7 +4,11 @@ mod common;
 
 use common::{transfer, Net, SERIAL};
 use netchain_cli::layout::demo_account;
-use netchain_types::codec;
+use netchain_crypto::{sign_transaction, Keypair};
+use netchain_types::currency::{
+    voucher_id, CurrencyOp, CurrencyRules, Deposit, MerchantInfo, PaymentRequest, VoucherOp,
+};
+use netchain_types::{codec, Digest, Payload, Reference, SignedTransaction, Transaction};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -111,6 +115,251 @@ fn check(doc: &Value, schema: &Value, v: &Value, path: &str) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+impl Contract {
+    /// Submits a transaction and waits for its outcome; returns the status body.
+    async fn send(&mut self, tx: SignedTransaction) -> Value {
+        let id = tx.id().to_string();
+        let (s, _) = self
+            .call(
+                "post",
+                "/v1/transactions",
+                "/v1/transactions",
+                Some(serde_json::json!({ "tx": tx })),
+            )
+            .await;
+        assert_eq!(s, 202);
+        let start = Instant::now();
+        loop {
+            let (_, v) = self
+                .call(
+                    "get",
+                    "/v1/transactions/{id}",
+                    &format!("/v1/transactions/{id}"),
+                    None,
+                )
+                .await;
+            if v["status"] != "pending" {
+                return v;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{id} stuck");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn signed(chain: &str, kp: &Keypair, nonce: u64, payload: Payload) -> SignedTransaction {
+    sign_transaction(
+        kp,
+        Transaction {
+            chain_id: chain.into(),
+            sender: kp.public(),
+            nonce,
+            payload,
+        },
+    )
+}
+
+/// Runs one of every local-currency flow through the API and validates each read endpoint.
+async fn currency_endpoints(c: &mut Contract, chain: &str) {
+    let (issuer, bank, shop) = (
+        demo_account(chain, 0),
+        demo_account(chain, 1),
+        demo_account(chain, 2),
+    );
+    let resident = bank.clone();
+    let mut n_issuer = 2; // two transfers above
+    let mut n_bank = 0;
+    let rules = CurrencyRules {
+        regions: vec!["north".into()],
+        categories: vec!["cafe".into()],
+        wallet_balance_max: 1_000_000,
+        monthly_charge_max: 1_000_000,
+        bonus_bps: 500,
+        require_verified: false,
+    };
+    let run = async |c: &mut Contract, kp: &Keypair, n: &mut u64, payload| {
+        let v = c.send(signed(chain, kp, *n, payload)).await;
+        assert_eq!(v["status"], "committed", "{v}");
+        *n += 1;
+        v
+    };
+    let cur = |op| Payload::Currency(op);
+    run(
+        c,
+        &issuer,
+        &mut n_issuer,
+        cur(CurrencyOp::Define {
+            currency: "TOWN".into(),
+            bank: bank.public(),
+            expiry_secs: 3_600,
+            rules,
+        }),
+    )
+    .await;
+    run(
+        c,
+        &issuer,
+        &mut n_issuer,
+        cur(CurrencyOp::RegisterMerchants {
+            currency: "TOWN".into(),
+            merchants: vec![MerchantInfo {
+                merchant: shop.public(),
+                region: "north".into(),
+                category: "cafe".into(),
+                settlement_account: "acct-1".into(),
+            }],
+        }),
+    )
+    .await;
+    run(
+        c,
+        &bank,
+        &mut n_bank,
+        cur(CurrencyOp::Charge {
+            currency: "TOWN".into(),
+            deposits: vec![Deposit {
+                wallet: resident.public(),
+                amount: 10_000,
+                reference: Digest([1; 32]),
+            }],
+        }),
+    )
+    .await;
+    let request = PaymentRequest {
+        chain_id: chain.into(),
+        currency: "TOWN".into(),
+        merchant: shop.public(),
+        amount: 4_000,
+        reference: Reference([9; 16]),
+        expires_at_ms: u64::MAX,
+    };
+    let payment = request.id();
+    let merchant_signature = shop.sign(&payment);
+    run(
+        c,
+        &resident,
+        &mut n_bank,
+        cur(CurrencyOp::Pay {
+            request,
+            merchant_signature,
+        }),
+    )
+    .await;
+    let mut n_shop = 0;
+    run(
+        c,
+        &shop,
+        &mut n_shop,
+        cur(CurrencyOp::Redeem {
+            currency: "TOWN".into(),
+            amount: 1_000,
+        }),
+    )
+    .await;
+    let v = run(
+        c,
+        &issuer,
+        &mut n_issuer,
+        Payload::Voucher(VoucherOp::Issue {
+            currency: "TOWN".into(),
+            to: resident.public(),
+            face_value: 500,
+            count: 1,
+            expires_at_ms: u64::MAX,
+        }),
+    )
+    .await;
+    let voucher = voucher_id(&v["tx_id"].as_str().unwrap().parse().unwrap(), 0);
+    let get = async |c: &mut Contract, template: &str, path: String| {
+        c.call("get", template, &path, None).await
+    };
+    let (s, v) = get(c, "/v1/currencies", "/v1/currencies".into()).await;
+    assert_eq!((s, v[0]["id"].as_str()), (200, Some("TOWN")));
+    let (s, v) = get(c, "/v1/currencies/{id}", "/v1/currencies/TOWN".into()).await;
+    assert_eq!((s, v["totals"]["minted_bonus"].as_u64()), (200, Some(500)));
+    let (s, _) = get(c, "/v1/currencies/{id}", "/v1/currencies/NOPE".into()).await;
+    assert_eq!(s, 404);
+    let (s, _) = get(c, "/v1/currencies/{id}", "/v1/currencies/bad%20id".into()).await;
+    assert_eq!(s, 400);
+    let (s, v) = get(
+        c,
+        "/v1/currencies/{id}/reconciliation",
+        "/v1/currencies/TOWN/reconciliation".into(),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["balanced"], v["minted"].as_u64()),
+        (200, &Value::Bool(true), Some(11_000))
+    );
+    let (s, v) = get(
+        c,
+        "/v1/currencies/{id}/reconciliation",
+        "/v1/currencies/TOWN/reconciliation?height=1".into(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["minted"].as_u64()),
+        (200, Some(0)),
+        "nothing minted at height 1"
+    );
+    let (s, _) = get(
+        c,
+        "/v1/currencies/{id}/reconciliation",
+        "/v1/currencies/TOWN/reconciliation?height=999999999".into(),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, v) = get(
+        c,
+        "/v1/currencies/{id}/wallets/{key}",
+        format!("/v1/currencies/TOWN/wallets/{}", resident.public()),
+    )
+    .await;
+    assert_eq!((s, v["spendable"].as_u64()), (200, Some(6_500)));
+    let (s, v) = get(
+        c,
+        "/v1/currencies/{id}/merchants/{key}",
+        format!("/v1/currencies/TOWN/merchants/{}", shop.public()),
+    )
+    .await;
+    assert_eq!(
+        (s, v["balance"].as_u64(), v["redeemed"].as_u64()),
+        (200, Some(3_000), Some(1_000))
+    );
+    let (s, _) = get(
+        c,
+        "/v1/currencies/{id}/merchants/{key}",
+        format!("/v1/currencies/TOWN/merchants/{}", issuer.public()),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, v) = get(
+        c,
+        "/v1/currencies/{id}/settlements",
+        "/v1/currencies/TOWN/settlements?paid=false".into(),
+    )
+    .await;
+    assert_eq!(
+        (
+            s,
+            v[0]["amount"].as_u64(),
+            v[0]["settlement_account"].as_str()
+        ),
+        (200, Some(1_000), Some("acct-1"))
+    );
+    let (s, v) = get(c, "/v1/payments/{id}", format!("/v1/payments/{payment}")).await;
+    assert_eq!((s, v["amount"].as_u64()), (200, Some(4_000)));
+    let (s, _) = get(
+        c,
+        "/v1/payments/{id}",
+        format!("/v1/payments/{}", "00".repeat(32)),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, v) = get(c, "/v1/vouchers/{id}", format!("/v1/vouchers/{voucher}")).await;
+    assert_eq!((s, v["remaining"].as_u64()), (200, Some(500)));
 }
 
 struct Contract {
@@ -343,6 +592,7 @@ async fn every_endpoint_answers_as_documented() {
     )
     .unwrap();
     c.checked.insert(("get".into(), "/v1/events".into()));
+    currency_endpoints(&mut c, &chain).await;
     // Every documented operation was exercised.
     let documented: std::collections::BTreeSet<(String, String)> = c.doc["paths"]
         .as_object()

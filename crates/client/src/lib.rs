@@ -175,6 +175,92 @@ impl Client {
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         self.get(path).await
     }
+
+    /// Typed GET of a path (the currency and voucher endpoints, for example).
+    pub async fn get_typed<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.get(path).await
+    }
+
+    /// Opens the event stream (`GET /v1/events?{query}`), e.g. `type=tx&cursor=12:0`.
+    pub async fn events(&self, query: &str) -> Result<EventStream, ClientError> {
+        // The stream lives as long as it is read: no overall timeout, only for connecting.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let resp = http
+            .get(format!("{}/v1/events?{query}", self.base))
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(Self::parse::<serde_json::Value>(resp)
+                .await
+                .err()
+                .unwrap_or_else(|| ClientError::Http("event stream refused".into())));
+        }
+        Ok(EventStream {
+            resp,
+            buf: String::new(),
+        })
+    }
+}
+
+/// One server-sent event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEvent {
+    /// Cursor (`height:index`).
+    pub id: String,
+    /// `block`, `tx` or `resume`.
+    pub kind: String,
+    /// JSON data.
+    pub data: String,
+}
+
+/// An open event stream.
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+/// Largest event the stream reader buffers.
+const EVENT_BYTES_MAX: usize = 1 << 20;
+
+impl EventStream {
+    /// The next event; `None` when the server closed the stream.
+    pub async fn next(&mut self) -> Result<Option<StreamEvent>, ClientError> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let raw: String = self.buf.drain(..end + 2).collect();
+                let mut ev = StreamEvent {
+                    id: String::new(),
+                    kind: String::new(),
+                    data: String::new(),
+                };
+                for line in raw.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        ev.id = v.trim().into();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        ev.kind = v.trim().into();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        ev.data.push_str(v.trim());
+                    }
+                }
+                if ev.data.is_empty() {
+                    continue; // keep-alive comment
+                }
+                return Ok(Some(ev));
+            }
+            if self.buf.len() > EVENT_BYTES_MAX {
+                return Err(ClientError::Decode("event larger than 1 MiB".into()));
+            }
+            match self.resp.chunk().await {
+                Ok(Some(bytes)) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(ClientError::Http(e.to_string())),
+            }
+        }
+    }
 }
 
 /// A verified account value: the checkpoint height and the account (None if absent there).

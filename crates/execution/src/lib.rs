@@ -7,12 +7,17 @@
 //! clock or OS randomness and iterates only ordered maps, so every validator computes the same root.
 //! Signatures are checked here again because a faulty leader can put anything in a block.
 
+pub mod currency;
+mod overlay;
+
 use borsh::BorshDeserialize;
+use currency::{Env, Fail};
 use netchain_crypto::verify_each;
 use netchain_storage::{ChainStore, KvBackend, StateTree, StorageError, WriteBatch};
 use netchain_types::{
     codec, Account, Digest, Payload, PublicKey, Receipt, SignedTransaction, TxOutcome,
 };
+use overlay::Overlay;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -52,6 +57,14 @@ pub enum TxError {
     /// A balance would exceed the maximum.
     #[error("recipient balance would overflow")]
     Overflow,
+    /// A module rule refused the operation; the code names the rule.
+    #[error("{message}")]
+    Rule {
+        /// Stable machine-readable code (e.g. `region_not_allowed`).
+        code: &'static str,
+        /// Human-readable reason.
+        message: String,
+    },
 }
 
 impl TxError {
@@ -64,6 +77,7 @@ impl TxError {
             Self::InsufficientFunds { .. } => "insufficient_funds",
             Self::InvalidAmount => "invalid_amount",
             Self::Overflow => "overflow",
+            Self::Rule { code, .. } => code,
         }
     }
 }
@@ -149,13 +163,27 @@ impl<B: KvBackend> Executor<B> {
         Ok((Digest(root), batch))
     }
 
-    /// Executes `txs` as the block at `height` on the state of `height - 1`.
+    /// A module value at a version (height), decoded; `None` when absent.
+    pub fn module_value<T: BorshDeserialize>(
+        &self,
+        key: &[u8],
+        version: u64,
+    ) -> Result<Option<T>, StorageError> {
+        match self.state.get(key, version)? {
+            None => Ok(None),
+            Some(bytes) => overlay::decode_value(key, &bytes).map(Some),
+        }
+    }
+
+    /// Executes `txs` as the block at `height` with proposer time `timestamp_ms` on the state
+    /// of `height - 1`.
     pub fn execute(
         &self,
         height: u64,
+        timestamp_ms: u64,
         txs: &[SignedTransaction],
     ) -> Result<BlockOutput, StorageError> {
-        self.execute_checked(height, txs, &|_| false)
+        self.execute_checked(height, timestamp_ms, txs, &|_| false)
     }
 
     /// [`Executor::execute`], skipping the signature check of transactions for which
@@ -164,6 +192,7 @@ impl<B: KvBackend> Executor<B> {
     pub fn execute_checked(
         &self,
         height: u64,
+        timestamp_ms: u64,
         txs: &[SignedTransaction],
         verified: &dyn Fn(&SignedTransaction) -> bool,
     ) -> Result<BlockOutput, StorageError> {
@@ -185,13 +214,22 @@ impl<B: KvBackend> Executor<B> {
             sig_ok[i] = ok;
         }
         let mut accounts = Accounts::new();
+        let mut modules = Overlay::new(&self.state, base);
+        currency::sweep(&mut modules, timestamp_ms)?;
         let mut batch = WriteBatch::new();
         let mut receipts = Vec::with_capacity(txs.len());
         let mut seen = HashMap::with_capacity(txs.len());
         let mut applied = 0;
         for (index, (tx, ok)) in txs.iter().zip(sig_ok).enumerate() {
             let id = tx.id();
-            let outcome = match self.apply(base, tx, ok, &mut accounts)? {
+            let env = Env {
+                chain_id: &self.chain_id,
+                height,
+                now: timestamp_ms,
+                tx_id: id,
+                sender: tx.tx.sender,
+            };
+            let outcome = match self.apply(base, tx, ok, &mut accounts, &mut modules, &env)? {
                 Ok(()) => {
                     applied += 1;
                     TxOutcome::Applied
@@ -235,11 +273,12 @@ impl<B: KvBackend> Executor<B> {
             }
         }
         // Only accounts whose value changed enter the state tree.
-        let updates = accounts
+        let mut updates: Vec<_> = accounts
             .iter()
             .filter(|(_, c)| c.current != c.original)
             .map(|(pk, c)| (account_key(pk), Some(codec::encode(&c.current))))
             .collect();
+        updates.extend(modules.into_updates());
         let (root, state_batch) = self.state.apply(height, updates)?;
         batch.extend(state_batch);
         Ok(BlockOutput {
@@ -276,6 +315,8 @@ impl<B: KvBackend> Executor<B> {
         tx: &SignedTransaction,
         sig_ok: bool,
         accounts: &mut Accounts,
+        modules: &mut Overlay<'_, B>,
+        env: &Env<'_>,
     ) -> Result<Result<(), TxError>, StorageError> {
         let t = &tx.tx;
         if t.chain_id != self.chain_id {
@@ -316,6 +357,40 @@ impl<B: KvBackend> Executor<B> {
                 }
                 self.cached(base, &t.sender, accounts)?.nonce += 1;
                 Ok(Ok(()))
+            }
+            Payload::Currency(op) => {
+                let result = currency::apply_currency(modules, env, op);
+                self.finish_module(base, t, result, accounts, modules)
+            }
+            Payload::Voucher(op) => {
+                let result = currency::apply_voucher(modules, env, op);
+                self.finish_module(base, t, result, accounts, modules)
+            }
+        }
+    }
+
+    /// Keeps a module operation's writes and bumps the nonce if it applied; drops them if not.
+    fn finish_module(
+        &self,
+        base: u64,
+        t: &netchain_types::Transaction,
+        result: Result<(), Fail>,
+        accounts: &mut Accounts,
+        modules: &mut Overlay<'_, B>,
+    ) -> Result<Result<(), TxError>, StorageError> {
+        match result {
+            Ok(()) => {
+                modules.commit()?;
+                self.cached(base, &t.sender, accounts)?.nonce += 1;
+                Ok(Ok(()))
+            }
+            Err(Fail::Reject(e)) => {
+                modules.rollback();
+                Ok(Err(e))
+            }
+            Err(Fail::Storage(e)) => {
+                modules.rollback();
+                Err(e)
             }
         }
     }

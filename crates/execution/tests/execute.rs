@@ -75,7 +75,7 @@ impl<B: KvBackend> Node<B> {
     /// Executes and commits the next block; the returned output's batch is already written.
     fn block(&mut self, txs: &[SignedTransaction]) -> BlockOutput {
         let height = self.height() + 1;
-        let mut out = self.exec.execute(height, txs).unwrap();
+        let mut out = self.exec.execute(height, height * 1_000, txs).unwrap();
         self.backend
             .write(std::mem::take(&mut out.batch), true)
             .unwrap();
@@ -523,7 +523,9 @@ impl Model {
         if sender.nonce != t.nonce {
             return "bad_nonce";
         }
-        let Payload::Transfer { to, amount } = t.payload.clone();
+        let Payload::Transfer { to, amount } = t.payload.clone() else {
+            unreachable!("the model only makes transfers")
+        };
         if amount == 0 {
             return "invalid_amount";
         }
@@ -736,12 +738,12 @@ fn pre_verified_signatures_give_the_same_outcome_with_less_work() {
     let mut forged = transfer(&b, 0, a.public(), 7);
     forged.signature.0[0] ^= 1;
     let block = vec![good.clone(), forged.clone()];
-    let plain = mem_node(&genesis).exec.execute(1, &block).unwrap();
+    let plain = mem_node(&genesis).exec.execute(1, 1_000, &block).unwrap();
     // Only the valid one is known as verified: the forged one is still checked and rejected.
     let node = mem_node(&genesis);
     let checked = node
         .exec
-        .execute_checked(1, &block, &|t| t.signature == good.signature)
+        .execute_checked(1, 1_000, &block, &|t| t.signature == good.signature)
         .unwrap();
     assert_eq!(checked.state_root, plain.state_root);
     assert_eq!(checked.receipts, plain.receipts);

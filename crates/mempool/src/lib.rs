@@ -101,6 +101,8 @@ pub struct Mempool {
     /// a transaction gossiped late must not be admitted again on the strength of the (older)
     /// executed state. Bounded by the commit-to-execution gap.
     committed_recent: HashMap<PublicKey, (u64, u64)>,
+    /// Whether some sender's next nonce is in the pool (cached; cleared by every change).
+    ready: std::cell::Cell<Option<bool>>,
 }
 
 impl Mempool {
@@ -139,6 +141,7 @@ impl Mempool {
         tx: SignedTransaction,
         account_nonce: u64,
     ) -> Result<(), MempoolError> {
+        self.ready.set(None);
         let id = tx.id();
         let (sender, nonce) = (tx.tx.sender, tx.tx.nonce);
         if self.ids.contains(&id) {
@@ -238,6 +241,7 @@ impl Mempool {
     /// Tells the pool that consensus committed `blocks` (before execution): their transactions
     /// leave it, and each sender's committed nonce moves past them.
     pub fn on_commit(&mut self, blocks: &[Block]) {
+        self.ready.set(None);
         for (block, tx) in blocks
             .iter()
             .flat_map(|b| b.payload.iter().map(move |t| (b, t)))
@@ -265,6 +269,7 @@ impl Mempool {
     /// assumed; lower when a committed transaction was rejected (its nonce is still free, so the
     /// client may send another transaction with it).
     pub fn on_executed(&mut self, height: u64, nonces: &[(PublicKey, u64)]) {
+        self.ready.set(None);
         // Executed state now covers every commit up to `height`.
         self.committed_recent.retain(|_, (_, h)| *h > height);
         for (sender, nonce) in nonces {
@@ -278,6 +283,7 @@ impl Mempool {
     /// Drops a sender's queued transactions below its committed nonce, and the sender itself
     /// once nothing is queued.
     fn drop_stale(&mut self, sender: PublicKey) {
+        self.ready.set(None);
         let Some(queue) = self.senders.get_mut(&sender) else {
             return;
         };
@@ -296,8 +302,18 @@ impl Mempool {
 }
 
 impl PayloadSource for Mempool {
+    /// True when some sender's next transaction is here. Transactions waiting behind a nonce
+    /// gap cannot be proposed, so they do not make the leader propose (empty) blocks at once.
     fn has_pending(&self) -> bool {
-        !self.senders.is_empty()
+        if let Some(ready) = self.ready.get() {
+            return ready;
+        }
+        let ready = self
+            .senders
+            .values()
+            .any(|q| q.txs.keys().next() == Some(&q.committed_nonce));
+        self.ready.set(Some(ready));
+        ready
     }
 
     fn on_commit(&mut self, blocks: &[Block]) {
@@ -353,6 +369,25 @@ mod tests {
     }
 
     const BIG: usize = 1 << 20;
+
+    #[test]
+    fn transactions_behind_a_gap_are_not_pending() {
+        let mut m = Mempool::new(MempoolConfig::default());
+        assert!(!m.has_pending());
+        m.insert(tx(1, 2), 0).unwrap();
+        assert!(
+            !m.has_pending(),
+            "nonce 2 waits for 0 and 1: nothing to propose"
+        );
+        assert!(m.take(10, BIG, &[]).is_empty());
+        m.insert(tx(1, 0), 0).unwrap();
+        assert!(m.has_pending());
+        m.on_commit(&[block(1, vec![tx(1, 0)])]);
+        assert!(!m.has_pending(), "nonce 1 is still missing");
+        m.insert(tx(1, 1), 0).unwrap();
+        assert!(m.has_pending());
+        assert_eq!(nonces(&m.take(10, BIG, &[])), vec![(1, 1), (1, 2)]);
+    }
 
     #[test]
     fn admission_errors() {

@@ -101,6 +101,11 @@ hex_bytes!(
     Signature,
     64
 );
+hex_bytes!(
+    /// A 16-byte reference chosen by whoever creates a request (unique per request).
+    Reference,
+    16
+);
 
 #[cfg(test)]
 mod tests {

@@ -9,9 +9,10 @@ pub mod bytes;
 pub mod codec;
 pub mod committee;
 pub mod consensus;
+pub mod currency;
 pub mod tx;
 
-pub use bytes::{Digest, PublicKey, Signature};
+pub use bytes::{Digest, PublicKey, Reference, Signature};
 pub use codec::{decode, encode, CodecError};
 pub use committee::{Committee, Validator, ValidatorIndex};
 pub use consensus::{

@@ -1,6 +1,11 @@
 //! Transactions and accounts.
 
-use crate::{bytes::Signature, codec, hash_parts, Digest, PublicKey};
+use crate::{
+    bytes::Signature,
+    codec,
+    currency::{CurrencyOp, VoucherOp},
+    hash_parts, Digest, PublicKey,
+};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +24,87 @@ pub enum Payload {
         /// Amount in the smallest unit.
         amount: u64,
     },
+    /// An operation of the local-currency module.
+    Currency(CurrencyOp),
+    /// An operation of the gift-voucher module.
+    Voucher(VoucherOp),
+}
+
+impl Payload {
+    /// The module that executes this payload: `transfer`, `currency` or `voucher`.
+    pub fn module(&self) -> &'static str {
+        match self {
+            Self::Transfer { .. } => "transfer",
+            Self::Currency(_) => "currency",
+            Self::Voucher(_) => "voucher",
+        }
+    }
+
+    /// The operation's name within its module (`transfer`, `pay`, `charge`, `redeem` ...).
+    pub fn op(&self) -> &'static str {
+        match self {
+            Self::Transfer { .. } => "transfer",
+            Self::Currency(op) => match op {
+                CurrencyOp::Define { .. } => "define",
+                CurrencyOp::SetRules { .. } => "set_rules",
+                CurrencyOp::RegisterMerchants { .. } => "register_merchants",
+                CurrencyOp::SetMerchantActive { .. } => "set_merchant_active",
+                CurrencyOp::VerifyResidents { .. } => "verify_residents",
+                CurrencyOp::Charge { .. } => "charge",
+                CurrencyOp::Pay { .. } => "pay",
+                CurrencyOp::Collect { .. } => "collect",
+                CurrencyOp::Refund { .. } => "refund",
+                CurrencyOp::Redeem { .. } => "redeem",
+                CurrencyOp::ConfirmSettlement { .. } => "confirm_settlement",
+            },
+            Self::Voucher(op) => match op {
+                VoucherOp::Issue { .. } => "issue",
+                VoucherOp::Transfer { .. } => "transfer",
+                VoucherOp::Redeem { .. } => "redeem",
+                VoucherOp::Reclaim { .. } => "reclaim",
+            },
+        }
+    }
+
+    /// The other account a payload names (recipient, merchant, payer) and the amount it moves,
+    /// where there is one: what event filters and explorers show.
+    pub fn counterparty(&self) -> (Option<PublicKey>, Option<u64>) {
+        match self {
+            Self::Transfer { to, amount } => (Some(*to), Some(*amount)),
+            Self::Currency(CurrencyOp::Pay { request, .. }) => {
+                (Some(request.merchant), Some(request.amount))
+            }
+            Self::Currency(CurrencyOp::Collect {
+                authorization,
+                amount,
+                ..
+            }) => (Some(authorization.payer), Some(*amount)),
+            Self::Currency(CurrencyOp::Refund { amount, .. })
+            | Self::Currency(CurrencyOp::Redeem { amount, .. }) => (None, Some(*amount)),
+            Self::Currency(CurrencyOp::Charge { deposits, .. }) => (
+                (deposits.len() == 1).then(|| deposits[0].wallet),
+                Some(
+                    deposits
+                        .iter()
+                        .fold(0u64, |s, d| s.saturating_add(d.amount)),
+                ),
+            ),
+            Self::Voucher(VoucherOp::Issue {
+                to,
+                face_value,
+                count,
+                ..
+            }) => (
+                Some(*to),
+                Some(face_value.saturating_mul(u64::from(*count))),
+            ),
+            Self::Voucher(VoucherOp::Transfer { to, .. }) => (Some(*to), None),
+            Self::Voucher(VoucherOp::Redeem {
+                merchant, amount, ..
+            }) => (Some(*merchant), Some(*amount)),
+            _ => (None, None),
+        }
+    }
 }
 
 /// The signed content of a transaction.
@@ -127,6 +213,24 @@ mod tests {
         assert_eq!(back, sample());
         let extra = json.replacen("\"nonce\"", "\"evil\":1,\"nonce\"", 1);
         assert!(serde_json::from_str::<SignedTransaction>(&extra).is_err());
+    }
+
+    #[test]
+    fn module_payloads_have_flat_json() {
+        let p = Payload::Currency(CurrencyOp::Redeem {
+            currency: "SEOUL".into(),
+            amount: 7,
+        });
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"currency","op":"redeem","currency":"SEOUL","amount":7}"#
+        );
+        assert_eq!(serde_json::from_str::<Payload>(&json).unwrap(), p);
+        let extra = json.replace("\"amount\"", "\"evil\":1,\"amount\"");
+        assert!(serde_json::from_str::<Payload>(&extra).is_err(), "{extra}");
+        assert_eq!(p.module(), "currency");
+        assert_eq!(p.op(), "redeem");
     }
 }
 

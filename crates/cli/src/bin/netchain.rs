@@ -2,6 +2,8 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use netchain_cli::currency_cli::{self, CurrencyCommand, VoucherCommand};
+use netchain_cli::demo::{self, DemoArgs};
 use netchain_cli::layout::{self, LayoutParams};
 use netchain_cli::parse_duration;
 use netchain_cli::testnet::{self, TestnetOptions};
@@ -37,6 +39,21 @@ enum Command {
     Query(QueryCommand),
     /// Verifies an account's proof using only the committee keys from a genesis file.
     Verify(VerifyArgs),
+    /// Local currency: define, merchants, charge, pay, refund, redeem, settle, reconcile.
+    #[command(subcommand)]
+    Currency(CurrencyCommand),
+    /// Gift vouchers: issue, transfer, redeem, reclaim.
+    #[command(subcommand)]
+    Voucher(VoucherCommand),
+    /// Realistic workloads on a local network.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// A city's local currency: residents charge and pay, merchants refund and redeem, vouchers.
+    LocalCurrency(DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -328,6 +345,13 @@ async fn main() -> anyhow::Result<()> {
             QueryCommand::Status { node } => print_json(&Client::new(&node).status().await?)?,
         },
         Command::Verify(args) => verify(args).await?,
+        Command::Currency(cmd) => currency_cli::run_currency(cmd).await?,
+        Command::Voucher(cmd) => currency_cli::run_voucher(cmd).await?,
+        Command::Demo(DemoCommand::LocalCurrency(args)) => {
+            if !demo::run(args).await? {
+                bail!("the demo did not meet its goals (see the summary)");
+            }
+        }
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ pub fn netchaind() -> PathBuf {
 }
 
 /// A run of `2 * n` free consecutive loopback ports.
-fn free_base_port(n: usize) -> u16 {
+pub fn free_base_port(n: usize) -> u16 {
     let seed = std::process::id() as usize;
     for attempt in 0..200 {
         let base = 20_000 + ((seed * 7 + attempt * 131) % 2_000) * 16;
