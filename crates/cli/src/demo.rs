@@ -41,6 +41,8 @@ const VOUCHERS_KEPT: usize = 20_000;
 /// Merchants per registration and deposits per charge: both fit the default 4 KiB transaction.
 const MERCHANTS_PER_TX: usize = 32;
 const DEPOSITS_PER_TX: usize = 40;
+/// Charge transactions the bank keeps in flight.
+const BANK_PIPELINE: u32 = 4;
 
 /// Flags of `netchain demo local-currency`.
 #[derive(Args, Clone, Debug)]
@@ -114,8 +116,8 @@ fn rules() -> CurrencyRules {
             .map(|d| format!("district-{d:02}"))
             .collect(),
         categories: CATEGORIES.iter().map(|c| c.to_string()).collect(),
-        wallet_balance_max: 2_000_000,
-        monthly_charge_max: 700_000,
+        wallet_balance_max: 3_000_000,
+        monthly_charge_max: 1_500_000,
         bonus_bps: 1_000,
         require_verified: false,
     }
@@ -212,6 +214,8 @@ struct Inflight {
 struct Account {
     nonce: u64,
     busy: bool,
+    /// Transactions in flight (the bank only; everyone else has at most one).
+    pipeline: u32,
     /// What the demo believes the account holds (expiry and refusals can make it less).
     balance: u64,
     /// Principal charged this month, as the demo counts it.
@@ -272,7 +276,11 @@ impl Model {
         let Some(f) = self.inflight.remove(id) else {
             return;
         };
-        self.release(&f);
+        if applied && f.actor == Actor::Bank {
+            self.bank.pipeline = self.bank.pipeline.saturating_sub(1);
+        } else {
+            self.release(&f);
+        }
         if !applied {
             let code = code.unwrap_or("unknown").to_string();
             if code == "insufficient_funds" || code == "funds_expired" {
@@ -283,7 +291,8 @@ impl Model {
             *self.rejected.entry(code).or_default() += 1;
             return;
         }
-        self.account(f.actor).nonce = f.nonce + 1;
+        let a = self.account(f.actor);
+        a.nonce = a.nonce.max(f.nonce + 1);
         let name = match f.effect {
             Effect::Setup => "setup",
             Effect::Charge(deposits) => {
@@ -367,6 +376,12 @@ impl Model {
     }
 
     fn release(&mut self, f: &Inflight) {
+        if f.actor == Actor::Bank {
+            // The bank pipelines its charges: a refused one rewinds the nonce (the ones after it
+            // fail on their nonce and rewind to the same place).
+            self.bank.pipeline = self.bank.pipeline.saturating_sub(1);
+            self.bank.nonce = self.bank.nonce.min(f.nonce);
+        }
         self.account(f.actor).busy = false;
         if let Some(a) = f.also {
             self.account(a).busy = false;
@@ -889,7 +904,7 @@ fn plan(
                 continue;
             };
             let balance = m.residents[r as usize].balance;
-            let amount = (1_000 + rng.below(30_000)).min(balance);
+            let amount = (1_000 + rng.below(20_000)).min(balance);
             let (payer, shop) = (&demo.residents[r as usize], &demo.merchants[mi as usize]);
             let mut reference = [0u8; 16];
             reference[..8].copy_from_slice(&rng.next().to_le_bytes());
@@ -956,11 +971,11 @@ fn plan(
             // Charge: the bank batches confirmed deposits.
             let r = rng.below(nr) as u32;
             let a = &m.residents[r as usize];
-            let principal = 50_000 * (1 + rng.below(6));
+            let principal = 100_000 * (1 + rng.below(5));
             let minted = principal + principal / 10;
             if m.deposits.len() >= DEPOSITS_PER_TX
-                || a.charged + principal > 700_000
-                || a.balance + minted > 2_000_000
+                || a.charged + principal > 1_500_000
+                || a.balance + minted > 3_000_000
                 || m.deposits.iter().any(|d| d.0 == r)
             {
                 continue;
@@ -1077,10 +1092,11 @@ fn plan(
             out.push((tx, flight(Actor::Resident(holder), None, nonce, effect)));
         }
     }
-    if !m.deposits.is_empty() && !m.bank.busy {
+    if !m.deposits.is_empty() && m.bank.pipeline < BANK_PIPELINE {
         let deposits = std::mem::take(&mut m.deposits);
         let nonce = m.bank.nonce;
-        m.bank.busy = true;
+        m.bank.nonce += 1;
+        m.bank.pipeline += 1;
         let list = deposits
             .iter()
             .map(|&(r, principal, _)| Deposit {
