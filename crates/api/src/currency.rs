@@ -118,7 +118,7 @@ pub struct HeightQuery {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettlementQuery {
-    /// Newest sequence number to list (default: the newest).
+    /// List sequence numbers below this one (default: from the newest).
     pub before: Option<u64>,
     /// Page size (default 20, at most 100).
     pub limit: Option<u64>,
@@ -174,12 +174,7 @@ fn view(c: CurrencyState, height: u64) -> CurrencyView {
         bucket_ms: c.bucket_ms,
         created_height: c.created_height,
         settlements: c.next_settlement,
-        expiry_queue: c
-            .pending
-            .iter()
-            .map(|p| u64::from(p.len))
-            .sum::<u64>()
-            .saturating_sub(u64::from(c.sweep_pos)),
+        expiry_queue: c.queued,
         id: c.id,
         issuer: c.issuer,
         bank: c.bank,
@@ -254,7 +249,8 @@ async fn wallet(
             .store
             .block_at(height)
             .map_err(ApiError::internal)?
-            .map_or(0, |b| b.timestamp_ms)
+            .ok_or_else(|| ApiError::not_found(format!("block {height} is not stored here")))?
+            .timestamp_ms
     };
     Ok(Json(WalletView {
         currency: id,
@@ -294,10 +290,8 @@ async fn settlements(
     let height = shared.status().height;
     let c = load_currency(&shared, &id, height)?;
     let limit = q.limit.unwrap_or(20).clamp(1, SETTLEMENTS_PAGE_MAX);
-    let mut seq = q
-        .before
-        .map_or(c.next_settlement, |b| b.saturating_add(1))
-        .min(c.next_settlement);
+    // `before` is exclusive, as in `/v1/blocks`.
+    let mut seq = q.before.unwrap_or(u64::MAX).min(c.next_settlement);
     let mut out = Vec::new();
     // Scans at most a few pages when filtering by paid status.
     let mut budget = SETTLEMENTS_PAGE_MAX * 10;

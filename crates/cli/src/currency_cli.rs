@@ -193,6 +193,10 @@ pub enum CurrencyCommand {
         /// Most the merchant may collect.
         #[arg(long)]
         max: u64,
+        /// Only this merchant may collect it (recommended when known: otherwise anyone who sees
+        /// the code first can collect it).
+        #[arg(long)]
+        merchant: Option<PublicKey>,
         /// How long it can be used.
         #[arg(long, value_parser = parse_duration, default_value = "2m")]
         valid: Duration,
@@ -571,6 +575,7 @@ pub async fn run_currency(cmd: CurrencyCommand) -> anyhow::Result<()> {
             chain,
             currency,
             max,
+            merchant,
             valid,
         } => {
             let kp: Keypair = KeyFile::load(&key)?;
@@ -578,6 +583,7 @@ pub async fn run_currency(cmd: CurrencyCommand) -> anyhow::Result<()> {
                 chain_id: chain,
                 currency,
                 payer: kp.public(),
+                merchant,
                 amount_max: max,
                 reference: random_reference(),
                 expires_at_ms: now_ms() + valid.as_millis() as u64,

@@ -24,12 +24,20 @@ use netchain_types::currency::{
 use netchain_types::{
     hash_parts, Digest, Payload, PublicKey, Reference, SignedTransaction, Transaction,
 };
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// `println!`, or `eprintln!` when quiet (so a JSON report alone reaches stdout).
+macro_rules! say {
+    ($quiet:expr, $($t:tt)*) => {
+        if $quiet { eprintln!($($t)*) } else { println!($($t)*) }
+    };
+}
 
 /// The demo's currency id.
 pub const CURRENCY: &str = "CITY";
@@ -77,6 +85,32 @@ pub struct DemoArgs {
     /// First API port.
     #[arg(long, default_value_t = 8300)]
     pub api_port: u16,
+    /// Progress to stderr, no live line (for `netchain bench --json`).
+    #[arg(skip)]
+    pub quiet: bool,
+}
+
+/// What a demo run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct DemoReport {
+    /// Seconds of load.
+    pub secs: f64,
+    /// Payments committed (merchant- and resident-presented).
+    pub payments: u64,
+    /// Payments per second.
+    pub payments_per_sec: f64,
+    /// All operations committed (each deposit of a batched charge counts once).
+    pub operations: u64,
+    /// Operations per second.
+    pub operations_per_sec: f64,
+    /// Operations the generator submitted (each deposit counts; setup does not).
+    pub submitted: u64,
+    /// Refusals by rule code.
+    pub refused_by_rule: BTreeMap<String, u64>,
+    /// Refusals at admission.
+    pub refused_at_admission: u64,
+    /// Books that did not balance, validators that disagreed, audit mismatches.
+    pub reconciliation_errors: u64,
 }
 
 fn key(chain: &str, role: &str, i: u32) -> Keypair {
@@ -251,6 +285,8 @@ struct Model {
     applied: BTreeMap<&'static str, u64>,
     rejected: BTreeMap<String, u64>,
     admission_refused: u64,
+    /// Transactions submitted by the load (not setup).
+    submitted: u64,
     /// Transactions with no outcome after [`INFLIGHT_TIMEOUT`].
     lost: u64,
     /// Why admission last refused a transaction.
@@ -276,13 +312,28 @@ impl Model {
         let Some(f) = self.inflight.remove(id) else {
             return;
         };
-        if applied && f.actor == Actor::Bank {
-            self.bank.pipeline = self.bank.pipeline.saturating_sub(1);
+        // Execution uses up the nonce of every authentic, in-sequence transaction, applied or
+        // refused by a rule; only refusals on the signature, chain or nonce leave it.
+        let code = code.unwrap_or("unknown").to_string();
+        let nonce_used = applied
+            || !matches!(
+                code.as_str(),
+                "bad_nonce" | "bad_signature" | "wrong_chain" | "duplicate"
+            );
+        if nonce_used {
+            let a = self.account(f.actor);
+            a.nonce = a.nonce.max(f.nonce + 1);
+            if f.actor == Actor::Bank {
+                self.bank.pipeline = self.bank.pipeline.saturating_sub(1);
+            }
+            self.account(f.actor).busy = false;
+            if let Some(a) = f.also {
+                self.account(a).busy = false;
+            }
         } else {
             self.release(&f);
         }
         if !applied {
-            let code = code.unwrap_or("unknown").to_string();
             if code == "insufficient_funds" || code == "funds_expired" {
                 if let Effect::Pay { resident, .. } = f.effect {
                     self.residents[resident as usize].balance = 0;
@@ -291,11 +342,11 @@ impl Model {
             *self.rejected.entry(code).or_default() += 1;
             return;
         }
-        let a = self.account(f.actor);
-        a.nonce = a.nonce.max(f.nonce + 1);
         let name = match f.effect {
             Effect::Setup => "setup",
             Effect::Charge(deposits) => {
+                // Every deposit is one operation (the last one is counted below).
+                *self.applied.entry("charge").or_default() += deposits.len() as u64 - 1;
                 for (r, principal, minted) in deposits {
                     let a = &mut self.residents[r as usize];
                     if a.balance == 0 {
@@ -411,6 +462,7 @@ struct Demo {
     model: Mutex<Model>,
     reconciliation_errors: std::sync::atomic::AtomicU64,
     stop: AtomicBool,
+    quiet: bool,
 }
 
 impl Demo {
@@ -440,6 +492,12 @@ impl Demo {
 /// Runs the demo; returns whether it met its goals (payments committed, zero reconciliation
 /// errors, validators agree).
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
+    let r = run_report(args).await?;
+    Ok(r.reconciliation_errors == 0 && r.payments > 0)
+}
+
+/// Runs the demo and returns its figures.
+pub async fn run_report(args: DemoArgs) -> anyhow::Result<DemoReport> {
     anyhow::ensure!(args.residents >= 10, "need at least 10 residents");
     anyhow::ensure!(args.merchants >= 40, "need at least 40 merchants");
     anyhow::ensure!(
@@ -468,7 +526,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let clients: Vec<Client> = (0..procs.len())
         .map(|i| Client::new(layout.api_address(i)))
         .collect();
-    println!(
+    say!(
+        args.quiet,
         "netchain demo local-currency: {} validators, chain {}, data in {}",
         procs.len(),
         args.chain_id,
@@ -481,18 +540,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     result
 }
 
-async fn drive(args: &DemoArgs, clients: Vec<Client>) -> anyhow::Result<bool> {
+async fn drive(args: &DemoArgs, clients: Vec<Client>) -> anyhow::Result<DemoReport> {
     wait_ready(&clients, Duration::from_secs(30)).await?;
-    println!(
+    say!(
+        args.quiet,
         "  explorer: http://{}/",
         clients[0].base().trim_start_matches("http://")
     );
     let t = Instant::now();
-    print!(
-        "  deriving keys of {} residents and {} merchants ...",
-        args.residents, args.merchants
-    );
-    let _ = std::io::stdout().flush();
     let chain = args.chain_id.clone();
     let residents: Vec<Keypair> = (0..args.residents)
         .map(|i| key(&chain, "resident", i))
@@ -500,7 +555,13 @@ async fn drive(args: &DemoArgs, clients: Vec<Client>) -> anyhow::Result<bool> {
     let merchants: Vec<Keypair> = (0..args.merchants)
         .map(|i| key(&chain, "merchant", i))
         .collect();
-    println!(" {:.1} s", t.elapsed().as_secs_f64());
+    say!(
+        args.quiet,
+        "  derived the keys of {} residents and {} merchants in {:.1} s",
+        args.residents,
+        args.merchants,
+        t.elapsed().as_secs_f64()
+    );
     let demo = Arc::new(Demo {
         chain: chain.clone(),
         clients: clients.clone(),
@@ -520,6 +581,7 @@ async fn drive(args: &DemoArgs, clients: Vec<Client>) -> anyhow::Result<bool> {
             applied: BTreeMap::new(),
             rejected: BTreeMap::new(),
             admission_refused: 0,
+            submitted: 0,
             lost: 0,
             last_refusal: None,
             deposits: Vec::new(),
@@ -530,17 +592,19 @@ async fn drive(args: &DemoArgs, clients: Vec<Client>) -> anyhow::Result<bool> {
         merchants,
         reconciliation_errors: Default::default(),
         stop: AtomicBool::new(false),
+        quiet: args.quiet,
     });
     let start_height = clients[0].status().await?.height;
     let reader = tokio::spawn(read_events(demo.clone(), start_height));
     setup(&demo, args).await?;
-    println!(
+    say!(
+        args.quiet,
         "  load: {} operations/s offered (about 70 % payments); Ctrl-C or --for ends the run",
         args.rate
     );
     let load = tokio::spawn(offer_load(demo.clone(), args.rate));
     let started = Instant::now();
-    let tty = std::io::stdout().is_terminal();
+    let tty = !args.quiet && std::io::stdout().is_terminal();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -548,7 +612,7 @@ async fn drive(args: &DemoArgs, clients: Vec<Client>) -> anyhow::Result<bool> {
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = &mut ctrl_c => { println!(); break; }
+            _ = &mut ctrl_c => { say!(args.quiet, ""); break; }
         }
         if args.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
@@ -576,7 +640,7 @@ async fn drive(args: &DemoArgs, clients: Vec<Client>) -> anyhow::Result<bool> {
         if tty {
             print!("\r{line:<150}");
             let _ = std::io::stdout().flush();
-        } else if started.elapsed().as_secs().is_multiple_of(5) {
+        } else if !args.quiet && started.elapsed().as_secs().is_multiple_of(5) {
             println!("{line}");
         }
     }
@@ -584,7 +648,7 @@ async fn drive(args: &DemoArgs, clients: Vec<Client>) -> anyhow::Result<bool> {
     demo.stop.store(true, Ordering::Relaxed);
     let _ = load.await;
     if tty {
-        println!();
+        say!(args.quiet, "");
     }
     // Let every transaction in flight reach its outcome.
     let drain = Instant::now();
@@ -624,7 +688,7 @@ fn live_line(
         None => "books: -".into(),
     };
     format!(
-        "[{:>4}s] h {} | payments {:>6.0}/s total {} | charges {} refunds {} redemptions {} vouchers {}/{} | rejected {rejected}{top} | {books} | errors {}",
+        "[{:>4}s] h {} | payments {:>6.0}/s total {} | deposits {} refunds {} redemptions {} vouchers {}/{} | rejected {rejected}{top} | {books} | errors {}",
         elapsed.as_secs(),
         m.events_height,
         pps,
@@ -647,6 +711,11 @@ async fn submit(demo: &Demo, node: usize, txs: Vec<(SignedTransaction, Inflight)
     {
         let mut m = demo.model.lock().expect("model");
         for (tx, f) in txs {
+            m.submitted += match &f.effect {
+                Effect::Setup => 0,
+                Effect::Charge(d) => d.len() as u64,
+                _ => 1,
+            };
             m.inflight.insert(tx.id(), f);
         }
     }
@@ -749,7 +818,8 @@ async fn setup(demo: &Demo, args: &DemoArgs) -> anyhow::Result<()> {
             m.last_refusal
         );
     }
-    println!(
+    say!(
+        demo.quiet,
         "  setup: currency {CURRENCY} defined, {} merchants registered in {:.1} s",
         demo.merchants.len(),
         t.elapsed().as_secs_f64()
@@ -940,6 +1010,7 @@ fn plan(
                     chain_id: demo.chain.clone(),
                     currency: CURRENCY.into(),
                     payer: payer.public(),
+                    merchant: Some(shop.public()),
                     amount_max: amount,
                     reference: Reference(reference),
                     expires_at_ms: now + 60_000,
@@ -1121,21 +1192,23 @@ fn plan(
     out
 }
 
-async fn summary(demo: &Demo, elapsed: Duration) -> anyhow::Result<bool> {
+async fn summary(demo: &Demo, elapsed: Duration) -> anyhow::Result<DemoReport> {
     let clients = &demo.clients;
     let st = statuses(clients).await;
     let height = st.iter().flatten().map(|s| s.height).min().unwrap_or(0);
-    let (payments, touched_r, touched_m, vouchers) = {
+    let (payments, ops, submitted, refused, admission, touched_r, touched_m, vouchers) = {
         let m = demo.model.lock().expect("model");
         let get = |k| m.applied.get(k).copied().unwrap_or(0);
         let payments = get("pay");
         let secs = elapsed.as_secs_f64().max(0.001);
-        println!(
+        say!(
+            demo.quiet,
             "summary ({secs:.1} s of load, {} validators)",
             clients.len()
         );
-        println!(
-            "  payments committed: {payments} ({:.0} payments/s); charges {}; refunds {}; redemptions {}; voucher issues {}; voucher redemptions {}",
+        say!(
+demo.quiet,
+            "  payments committed: {payments} ({:.0} payments/s); deposits charged {}; refunds {}; redemptions {}; voucher issues {}; voucher redemptions {}",
             payments as f64 / secs,
             get("charge"),
             get("refund"),
@@ -1149,18 +1222,31 @@ async fn summary(demo: &Demo, elapsed: Duration) -> anyhow::Result<bool> {
             .filter(|(k, _)| **k != "setup")
             .map(|(_, v)| v)
             .sum();
-        println!(
+        say!(
+            demo.quiet,
             "  all operations committed: {ops} ({:.0}/s)",
             ops as f64 / secs
         );
-        println!(
+        say!(
+            demo.quiet,
             "  refused by a rule: {:?}; refused at admission: {}; no outcome: {}",
-            m.rejected, m.admission_refused, m.lost
+            m.rejected,
+            m.admission_refused,
+            m.lost
         );
         let touched_r: Vec<u32> = m.touched_residents.iter().copied().collect();
         let touched_m: Vec<u32> = m.touched_merchants.iter().copied().collect();
         let vouchers: Vec<Digest> = m.vouchers.iter().map(|v| v.id).collect();
-        (payments, touched_r, touched_m, vouchers)
+        (
+            payments,
+            ops,
+            m.submitted,
+            m.rejected.clone(),
+            m.admission_refused,
+            touched_r,
+            touched_m,
+            vouchers,
+        )
     };
     // The same books on every validator at one height.
     let mut recs = Vec::new();
@@ -1172,7 +1258,7 @@ async fn summary(demo: &Demo, elapsed: Duration) -> anyhow::Result<bool> {
             .await
         {
             Ok(r) => recs.push(r),
-            Err(e) => println!("  {}: no reconciliation ({e})", c.base()),
+            Err(e) => say!(demo.quiet, "  {}: no reconciliation ({e})", c.base()),
         }
     }
     let mut errors = demo.reconciliation_errors.load(Ordering::Relaxed);
@@ -1189,7 +1275,8 @@ async fn summary(demo: &Demo, elapsed: Duration) -> anyhow::Result<bool> {
         errors += 1;
     }
     if let Some(r) = recs.first() {
-        println!(
+        say!(
+demo.quiet,
             "  books at height {height} on {}/{} validators: minted {} (deposits {} + bonus {} + vouchers {}) = circulating {} + redeemed {} + expired {}: {}",
             recs.len(),
             clients.len(),
@@ -1205,7 +1292,8 @@ async fn summary(demo: &Demo, elapsed: Duration) -> anyhow::Result<bool> {
     }
     // Audit: the real balances of everyone the demo touched add up to `circulating`.
     match audit(&clients[0], demo, &touched_r, &touched_m, &vouchers).await {
-        Ok((h, sum, circulating)) if sum == circulating => println!(
+        Ok((h, sum, circulating)) if sum == circulating => say!(
+demo.quiet,
             "  audit at height {h}: {} wallets + {} merchants + {} vouchers hold {sum} = circulating",
             touched_r.len(),
             touched_m.len(),
@@ -1213,15 +1301,26 @@ async fn summary(demo: &Demo, elapsed: Duration) -> anyhow::Result<bool> {
         ),
         Ok((h, sum, circulating)) => {
             errors += 1;
-            println!("  audit at height {h}: balances sum to {sum}, circulating is {circulating}: MISMATCH");
+            say!(demo.quiet, "  audit at height {h}: balances sum to {sum}, circulating is {circulating}: MISMATCH");
         }
         Err(e) => {
             errors += 1;
-            println!("  audit failed: {e:#}");
+            say!(demo.quiet, "  audit failed: {e:#}");
         }
     }
-    println!("  reconciliation errors: {errors}");
-    Ok(errors == 0 && payments > 0)
+    say!(demo.quiet, "  reconciliation errors: {errors}");
+    let secs = elapsed.as_secs_f64().max(0.001);
+    Ok(DemoReport {
+        secs,
+        payments,
+        payments_per_sec: payments as f64 / secs,
+        operations: ops,
+        operations_per_sec: ops as f64 / secs,
+        submitted,
+        refused_by_rule: refused,
+        refused_at_admission: admission,
+        reconciliation_errors: errors,
+    })
 }
 
 /// Sums the real balances of the touched accounts at one height (every read names it).

@@ -1,6 +1,7 @@
 //! Library side of the `netchain` and `netchaind` binaries: local network layout, process
 //! management and the demo load generator (the binaries are thin clap front-ends).
 
+pub mod bench;
 pub mod currency_cli;
 pub mod demo;
 pub mod layout;

@@ -226,6 +226,8 @@ async fn every_flow_works_from_the_command_line() {
         "TOWN",
         "--max",
         "5000",
+        "--merchant",
+        &shop_pk,
     ]);
     let auth = auth.trim();
     cli.refused(

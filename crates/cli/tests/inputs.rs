@@ -151,7 +151,8 @@ async fn bad_client_inputs_get_clear_errors_and_change_nothing() {
     );
     let replay = c.submit(&good).await.unwrap_err();
     assert_eq!(replay.code(), Some("nonce_too_low"), "{replay}");
-    // Insufficient funds passes admission but execution rejects it and changes nothing.
+    // Insufficient funds passes admission; execution refuses it, moves nothing and uses up the
+    // nonce, so the same signed transaction can never apply later.
     let rich = c.account(&a.public(), false).await.unwrap();
     let broke = transfer(&chain, &a, rich.nonce, b.public(), rich.balance + 1);
     let id = c.submit(&broke).await.unwrap().tx_id;
@@ -160,7 +161,9 @@ async fn bad_client_inputs_get_clear_errors_and_change_nothing() {
         "rejected:insufficient_funds"
     );
     let now = c.account(&a.public(), false).await.unwrap();
-    assert_eq!((now.balance, now.nonce), (rich.balance, rich.nonce));
+    assert_eq!((now.balance, now.nonce), (rich.balance, rich.nonce + 1));
+    let again = c.submit(&broke).await.unwrap_err();
+    assert_eq!(again.code(), Some("nonce_too_low"), "{again}");
     let batch = c.submit_batch(&[bad.clone(), good.clone()]).await.unwrap();
     assert_eq!((batch.accepted, batch.rejected), (0, 2));
     assert_eq!(batch.results[0].code.as_deref(), Some("bad_signature"));

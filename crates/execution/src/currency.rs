@@ -5,9 +5,11 @@
 //! together with the balances it changes, so at every height
 //! `minted = circulating + redeemed + expired_returned` (checked against the real balances by a
 //! property test). Each charged amount is a lot whose expiry is rounded up to the currency's expiry
-//! bucket (at most 257 buckets live at once); a wallet is queued under the bucket of every lot it
-//! receives, and at the start of every block a bounded, deterministic sweep returns the expired lots
-//! of the queued wallets to the issuer. Expired lots are never spendable, swept or not.
+//! bucket (1/256 of the period, so about 257 buckets are live while the sweep keeps up; the queue
+//! is capped and charges are refused when it is full); a wallet is queued under the bucket of every
+//! lot it receives, and at the start of every block a bounded, deterministic sweep, shared fairly
+//! among currencies, returns the expired lots of the queued wallets to the issuer. Expired lots are
+//! never spendable, swept or not.
 //! Time is the block's proposer timestamp (consensus keeps it monotonic and near the clock).
 
 use crate::overlay::Overlay;
@@ -24,8 +26,15 @@ use serde::{Deserialize, Serialize};
 
 /// Most currencies on one chain.
 pub const CURRENCIES_MAX: usize = 256;
-/// Wallets visited by the expiry sweep per block, over all currencies.
+/// Wallets visited by the expiry sweep per block, shared by the currencies (each gets at least
+/// [`SWEEP_SHARE_MIN`]; the first currency served rotates with the height).
 pub const SWEEP_BUDGET: u32 = 1_024;
+/// Least sweep work per currency per block.
+pub const SWEEP_SHARE_MIN: u32 = 16;
+/// Most expiry buckets waiting in one currency.
+const PENDING_BUCKETS_MAX: usize = 4_096;
+/// Most wallet entries waiting in one currency's expiry queue.
+pub const QUEUED_MAX: u64 = 4_000_000;
 /// Wallets per expiry-queue chunk.
 const CHUNK: u32 = 64;
 /// Expiry buckets per expiry period.
@@ -136,6 +145,8 @@ pub struct CurrencyState {
     pub pending: Vec<Pending>,
     /// Wallets of `pending[0]` already swept.
     pub sweep_pos: u32,
+    /// Wallet entries waiting in the expiry queue.
+    pub queued: u64,
 }
 
 /// One charged amount and when it expires.
@@ -435,10 +446,22 @@ fn enqueue<B: KvBackend>(
     wallet: &PublicKey,
     expires_at_ms: u64,
 ) -> R<()> {
+    if c.queued >= QUEUED_MAX {
+        return Err(rule(
+            "expiry_queue_full",
+            "the expiry sweep is behind; try again later",
+        ));
+    }
     let bucket = expires_at_ms / c.bucket_ms;
     let i = match c.pending.binary_search_by_key(&bucket, |p| p.bucket) {
         Ok(i) => i,
         Err(i) => {
+            if c.pending.len() >= PENDING_BUCKETS_MAX {
+                return Err(rule(
+                    "expiry_queue_full",
+                    "the expiry sweep is behind; try again later",
+                ));
+            }
             c.pending.insert(i, Pending { bucket, len: 0 });
             i
         }
@@ -449,6 +472,7 @@ fn enqueue<B: KvBackend>(
     list.push(*wallet);
     ov.put(k, &list);
     c.pending[i].len = len + 1;
+    c.queued += 1;
     Ok(())
 }
 
@@ -474,17 +498,26 @@ fn give_lot<B: KvBackend>(
 }
 
 /// The expiry sweep at the start of a block: returns expired lots of queued wallets to the
-/// issuer, at most [`SWEEP_BUDGET`] wallets per block, oldest bucket first.
-pub(crate) fn sweep<B: KvBackend>(ov: &mut Overlay<'_, B>, now: u64) -> Result<(), StorageError> {
+/// issuer, oldest bucket first. Each currency gets an equal share of [`SWEEP_BUDGET`] (at least
+/// [`SWEEP_SHARE_MIN`]) and the currency served first rotates with the height, so one currency's
+/// backlog cannot starve the others.
+pub(crate) fn sweep<B: KvBackend>(
+    ov: &mut Overlay<'_, B>,
+    now: u64,
+    height: u64,
+) -> Result<(), StorageError> {
     let Some(ids) = ov.get::<Vec<String>>(CURRENCY_LIST_KEY)? else {
         return Ok(());
     };
-    let mut budget = SWEEP_BUDGET;
-    for id in ids {
-        if budget == 0 {
-            break;
-        }
-        let ck = currency_key(&id);
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let share = (SWEEP_BUDGET / ids.len() as u32).max(SWEEP_SHARE_MIN);
+    let first = (height % ids.len() as u64) as usize;
+    for k in 0..ids.len() {
+        let id = &ids[(first + k) % ids.len()];
+        let mut budget = share;
+        let ck = currency_key(id);
         let Some(mut c) = ov.get::<CurrencyState>(&ck)? else {
             continue;
         };
@@ -498,10 +531,10 @@ pub(crate) fn sweep<B: KvBackend>(ov: &mut Overlay<'_, B>, now: u64) -> Result<(
             }
             while c.sweep_pos < p.len && budget > 0 {
                 let list: Vec<PublicKey> = ov
-                    .get(&chunk_key(&id, p.bucket, c.sweep_pos / CHUNK))?
+                    .get(&chunk_key(id, p.bucket, c.sweep_pos / CHUNK))?
                     .unwrap_or_default();
                 if let Some(pk) = list.get((c.sweep_pos % CHUNK) as usize) {
-                    let wk = wallet_key(&id, pk);
+                    let wk = wallet_key(id, pk);
                     if let Some(mut w) = ov.get::<Wallet>(&wk)? {
                         let expired = w.expired(now);
                         if expired > 0 {
@@ -514,12 +547,13 @@ pub(crate) fn sweep<B: KvBackend>(ov: &mut Overlay<'_, B>, now: u64) -> Result<(
                     }
                 }
                 c.sweep_pos += 1;
+                c.queued = c.queued.saturating_sub(1);
                 budget -= 1;
                 changed = true;
             }
             if c.sweep_pos >= p.len {
                 for chunk in 0..p.len.div_ceil(CHUNK) {
-                    ov.delete(chunk_key(&id, p.bucket, chunk));
+                    ov.delete(chunk_key(id, p.bucket, chunk));
                 }
                 c.pending.remove(0);
                 c.sweep_pos = 0;
@@ -669,6 +703,7 @@ fn define<B: KvBackend>(
         next_settlement: 0,
         pending: Vec::new(),
         sweep_pos: 0,
+        queued: 0,
     };
     ov.put(CURRENCY_LIST_KEY.to_vec(), &list);
     ov.put(currency_key(id), &c);
@@ -935,6 +970,12 @@ fn collect<B: KvBackend>(
             "authorization is not signed by its payer",
         ));
     }
+    if a.merchant.is_some_and(|m| m != env.sender) {
+        return Err(rule(
+            "authorization_for_other_merchant",
+            "the authorization names another merchant",
+        ));
+    }
     if amount > a.amount_max {
         return Err(rule(
             "amount_exceeds_authorization",
@@ -1117,6 +1158,17 @@ pub(crate) fn apply_voucher<B: KvBackend>(
                 ));
             }
             let c = load_currency(ov, &v.currency)?;
+            if c.rules.require_verified {
+                let w: Wallet = ov
+                    .get(&wallet_key(&v.currency, &env.sender))?
+                    .unwrap_or_default();
+                if !w.verified {
+                    return Err(rule(
+                        "wallet_not_verified",
+                        format!("wallet {} is not verified by the bank", env.sender),
+                    ));
+                }
+            }
             let mut m = load_merchant(ov, &v.currency, merchant)?;
             merchant_accepts(&m, merchant, &c.rules)?;
             v.remaining -= amount;

@@ -68,6 +68,15 @@ pub enum TxError {
 }
 
 impl TxError {
+    /// Whether the refusal uses up the sender's nonce: every refusal of a transaction that is
+    /// authentic and in sequence (a bad signature, another chain or a wrong nonce are not).
+    pub fn consumes_nonce(&self) -> bool {
+        !matches!(
+            self,
+            Self::BadSignature(_) | Self::WrongChain { .. } | Self::BadNonce { .. }
+        )
+    }
+
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -215,7 +224,7 @@ impl<B: KvBackend> Executor<B> {
         }
         let mut accounts = Accounts::new();
         let mut modules = Overlay::new(&self.state, base);
-        currency::sweep(&mut modules, timestamp_ms)?;
+        currency::sweep(&mut modules, timestamp_ms, height)?;
         let mut batch = WriteBatch::new();
         let mut receipts = Vec::with_capacity(txs.len());
         let mut seen = HashMap::with_capacity(txs.len());
@@ -234,10 +243,18 @@ impl<B: KvBackend> Executor<B> {
                     applied += 1;
                     TxOutcome::Applied
                 }
-                Err(e) => TxOutcome::Rejected {
-                    code: e.code().into(),
-                    message: e.to_string(),
-                },
+                Err(e) => {
+                    // A refusal of a properly signed transaction with the right nonce is final:
+                    // the nonce is used up, so the same signed bytes can never apply later
+                    // (after the payer's balance grows, say).
+                    if e.consumes_nonce() {
+                        self.cached(base, &tx.tx.sender, &mut accounts)?.nonce += 1;
+                    }
+                    TxOutcome::Rejected {
+                        code: e.code().into(),
+                        message: e.to_string(),
+                    }
+                }
             };
             let applied_now = matches!(outcome, TxOutcome::Applied);
             let receipt = Receipt {

@@ -300,13 +300,24 @@ fn roles_are_enforced() {
         ),
         "unknown_currency"
     );
-    // A rejected operation changes nothing, not even the nonce.
+    // A refused operation changes nothing but the sender's nonce: the refusal is final, the
+    // same signed transaction can never apply later.
     let before = c.nonce(&stranger.public());
-    assert_eq!(
-        c.cur(&stranger, define(CUR, rules(), 60)),
-        "currency_exists"
+    let tx = c.sign(
+        &stranger,
+        before,
+        Payload::Currency(define(CUR, rules(), 60)),
     );
-    assert_eq!(c.nonce(&stranger.public()), before);
+    let state = c.state();
+    assert_eq!(c.block(std::slice::from_ref(&tx)), vec!["currency_exists"]);
+    assert_eq!(c.nonce(&stranger.public()), before + 1);
+    assert_eq!(c.state(), state);
+    c.block(std::slice::from_ref(&tx));
+    assert_eq!(
+        c.nonce(&stranger.public()),
+        before + 1,
+        "a replay is refused on its nonce"
+    );
     // Another account may define its own currency and is its issuer.
     assert_eq!(c.cur(&stranger, define("BUSAN", rules(), 60)), "applied");
     let busan: CurrencyState = c.get(&currency_key("BUSAN")).unwrap();
@@ -490,6 +501,7 @@ fn resident_presented_authorization_is_collected_once() {
         chain_id: CHAIN.into(),
         currency: CUR.into(),
         payer: payer.public(),
+        merchant: None,
         amount_max: 3_000,
         reference: Reference([7; 16]),
         expires_at_ms: c.now + 30_000,
@@ -519,6 +531,23 @@ fn resident_presented_authorization_is_collected_once() {
     );
     assert_eq!(c.wallet(&payer.public()).spendable(c.now), 11_000 - 2_500);
     assert_eq!(c.merchant(0).balance, 2_500);
+    // An authorization that names its merchant cannot be collected by another one.
+    let bound = PaymentAuthorization {
+        merchant: Some(merchant(1).public()),
+        reference: Reference([8; 16]),
+        ..auth.clone()
+    };
+    let sig = payer.sign(&bound.id());
+    let collect_bound = |amount| CurrencyOp::Collect {
+        authorization: bound.clone(),
+        payer_signature: sig,
+        amount,
+    };
+    assert_eq!(
+        c.cur(&m, collect_bound(100)),
+        "authorization_for_other_merchant"
+    );
+    assert_eq!(c.cur(&merchant(1), collect_bound(100)), "applied");
 }
 
 #[test]
@@ -607,6 +636,79 @@ fn the_sweep_is_bounded_per_block_and_catches_up() {
     assert!(s.pending.is_empty());
     assert_eq!(s.totals.expired_returned, 1_500 * 11);
     assert_eq!(s.totals.circulating, 0);
+}
+
+#[test]
+fn one_currency_backlog_does_not_starve_another_sweep() {
+    // A spammer defines its own currency first and queues 1,500 wallets; the city's 10 wallets
+    // are still swept in the first block after they expire.
+    let mut c = City::new();
+    let spam = kp("spammer", 0);
+    c.ok(
+        &spam,
+        CurrencyOp::Define {
+            currency: "SPAM".into(),
+            bank: spam.public(),
+            expiry_secs: EXPIRY_SECS,
+            rules: rules(),
+        },
+    );
+    let bank = c.bank.clone();
+    let issuer = c.issuer.clone();
+    c.ok(
+        &issuer,
+        CurrencyOp::Define {
+            currency: CUR.into(),
+            bank: bank.public(),
+            expiry_secs: EXPIRY_SECS,
+            rules: rules(),
+        },
+    );
+    let first = c.nonce(&spam.public());
+    let mut txs: Vec<SignedTransaction> = (0..24u32)
+        .map(|chunk| {
+            let deposits = (0..64)
+                .map(|i| c.deposit(kp("spam-wallet", chunk * 64 + i).public(), 1))
+                .take(if chunk == 23 { 28 } else { 64 })
+                .collect();
+            c.sign(
+                &spam,
+                first + u64::from(chunk),
+                Payload::Currency(CurrencyOp::Charge {
+                    currency: "SPAM".into(),
+                    deposits,
+                }),
+            )
+        })
+        .collect();
+    let deposits = (0..10)
+        .map(|i| c.deposit(resident(i).public(), 100))
+        .collect();
+    txs.push(c.sign(
+        &bank,
+        c.nonce(&bank.public()),
+        Payload::Currency(CurrencyOp::Charge {
+            currency: CUR.into(),
+            deposits,
+        }),
+    ));
+    assert!(c.block(&txs).iter().all(|s| s == "applied"));
+    c.now += EXPIRY_SECS * 1_000 + 60_000;
+    c.block(&[]);
+    let city = c.state();
+    assert_eq!(
+        city.totals.expired_returned,
+        10 * 110,
+        "the city's wallets were swept"
+    );
+    assert_eq!(city.queued, 0);
+    let spam_state: CurrencyState = c.get(&currency_key("SPAM")).unwrap();
+    assert_eq!(
+        spam_state.queued,
+        1_500 - 512,
+        "the spammer got half the budget"
+    );
+    assert!(spam_state.totals.balanced() && city.totals.balanced());
 }
 
 #[test]

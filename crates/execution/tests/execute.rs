@@ -161,24 +161,41 @@ fn self_transfer_only_bumps_nonce() {
 }
 
 /// Runs `prefix` blocks, then one block of only `bad`; checks it is rejected with `expected` and
-/// that the state (root and accounts) is unchanged.
+/// that no balance changed. A refusal of an authentic, in-sequence transaction uses up the
+/// sender's nonce (so it can never apply later); other refusals leave the state root as it was.
 fn assert_rejected(prefix: &[Vec<SignedTransaction>], bad: SignedTransaction, expected: &str) {
     let (a, b) = (key(0), key(1));
     let mut node = mem_node(&[(a.public(), 1_000), (b.public(), 10)]);
     for block in prefix {
         node.block(block);
     }
+    let consumes = !matches!(expected, "bad_signature" | "wrong_chain" | "bad_nonce");
     let before_root = *node.roots.last().unwrap();
     let before = [node.account(&a.public()), node.account(&b.public())];
+    let sender_nonce = node.account(&bad.tx.sender).nonce;
     let out = node.block(std::slice::from_ref(&bad));
     assert_eq!(out.applied, 0, "{expected}");
-    assert_eq!(out.state_root, before_root, "{expected}: root changed");
+    if consumes {
+        assert_ne!(out.state_root, before_root, "{expected}: nonce not used up");
+        assert_eq!(node.account(&bad.tx.sender).nonce, sender_nonce + 1);
+    } else {
+        assert_eq!(out.state_root, before_root, "{expected}: root changed");
+    }
+    let balances = |n: &Node<MemoryBackend>| {
+        [
+            n.account(&a.public()).balance,
+            n.account(&b.public()).balance,
+        ]
+    };
     assert_eq!(
-        [node.account(&a.public()), node.account(&b.public())],
-        before,
+        balances(&node),
+        [before[0].balance, before[1].balance],
         "{expected}"
     );
-    assert_eq!(out.nonces, vec![(bad.tx.sender, before_nonce(&node, &bad))]);
+    assert_eq!(
+        out.nonces,
+        vec![(bad.tx.sender, sender_nonce + u64::from(consumes))]
+    );
     // Rejections after an earlier receipt are not re-recorded; otherwise a receipt is written.
     let stored = node.receipt(&bad).expect("receipt stored");
     if let Some(r) = out.receipts.first() {
@@ -190,10 +207,13 @@ fn assert_rejected(prefix: &[Vec<SignedTransaction>], bad: SignedTransaction, ex
             assert!(!message.is_empty());
         }
     }
-}
-
-fn before_nonce(node: &Node<MemoryBackend>, tx: &SignedTransaction) -> u64 {
-    node.account(&tx.tx.sender).nonce
+    if consumes {
+        // The same signed bytes again: refused on the nonce, nothing moves, first receipt kept.
+        let again = node.block(std::slice::from_ref(&bad));
+        assert_eq!(again.applied, 0);
+        assert_eq!(node.account(&bad.tx.sender).nonce, sender_nonce + 1);
+        assert_eq!(node.receipt(&bad).unwrap(), stored);
+    }
 }
 
 #[test]
@@ -339,8 +359,9 @@ fn overflowing_recipient_is_rejected() {
     let root = node.roots[0];
     let out = node.block(&[transfer(&a, 0, b.public(), 10)]);
     assert_eq!(code(&out.receipts[0].outcome), "overflow");
-    assert_eq!(out.state_root, root);
-    assert_eq!(node.account(&a.public()), acct(100, 0));
+    assert_ne!(out.state_root, root, "the refusal uses up the nonce");
+    assert_eq!(node.account(&a.public()), acct(100, 1));
+    assert_eq!(node.account(&b.public()), acct(u64::MAX - 5, 0));
 }
 
 #[test]
@@ -350,10 +371,10 @@ fn rejected_only_block_keeps_root_and_next_block_still_executes() {
     let out = node.block(&[]);
     assert_eq!(out.state_root, node.roots[0]);
     assert!(out.receipts.is_empty() && out.nonces.is_empty());
-    let out = node.block(&[
-        transfer(&a, 3, b.public(), 1),
-        transfer(&b, 0, a.public(), 1),
-    ]);
+    // A nonce gap and a forged signature: nothing at all changes.
+    let mut forged = transfer(&b, 0, a.public(), 1);
+    forged.signature.0[3] ^= 1;
+    let out = node.block(&[transfer(&a, 3, b.public(), 1), forged]);
     assert_eq!(out.state_root, node.roots[0]);
     assert_eq!(out.receipts.len(), 2);
     let out = node.block(&[transfer(&a, 0, b.public(), 1)]);
@@ -385,11 +406,12 @@ fn nonces_report_final_nonce_per_sender() {
         transfer_on("x", &c, 2, a.public(), 1),
         transfer(&c, 2, a.public(), 1),
     ]);
+    // Insufficient funds use up the nonce (a: 0, 1 applied, 2 refused; d: 0 refused).
     let mut expected = vec![
-        (a.public(), 2),
+        (a.public(), 3),
         (b.public(), 0),
         (c.public(), 3),
-        (d.public(), 0),
+        (d.public(), 1),
     ];
     expected.sort();
     assert_eq!(out.nonces, expected);
@@ -526,10 +548,13 @@ impl Model {
         let Payload::Transfer { to, amount } = t.payload.clone() else {
             unreachable!("the model only makes transfers")
         };
+        // Refusals of authentic, in-sequence transactions use up the nonce.
         if amount == 0 {
+            self.accounts.entry(t.sender).or_default().nonce += 1;
             return "invalid_amount";
         }
         if sender.balance < amount {
+            self.accounts.entry(t.sender).or_default().nonce += 1;
             return "insufficient_funds";
         }
         self.accounts.entry(t.sender).or_default().balance -= amount;
@@ -608,8 +633,10 @@ fn run_blocks(specs: &[Vec<Spec>]) -> (Vec<Vec<SignedTransaction>>, Vec<Digest>)
         // copy was applied, else the first copy's rejection.
         let mut expected: BTreeMap<Digest, &'static str> = BTreeMap::new();
         let mut applied = 0;
+        let mut nonce_used = false;
         for (tx, ok) in txs.iter().zip(&sig_ok) {
             let c = model.apply(tx, *ok);
+            nonce_used |= matches!(c, "invalid_amount" | "insufficient_funds" | "overflow");
             if c == "applied" {
                 applied += 1;
                 expected.insert(tx.id(), c);
@@ -646,7 +673,7 @@ fn run_blocks(specs: &[Vec<Spec>]) -> (Vec<Vec<SignedTransaction>>, Vec<Digest>)
         senders.sort();
         senders.dedup();
         assert_eq!(o1.nonces, senders);
-        if applied == 0 {
+        if applied == 0 && !nonce_used {
             assert_eq!(o1.state_root, n1.roots[n1.roots.len() - 2]);
         }
         assert_eq!(

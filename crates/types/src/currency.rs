@@ -149,6 +149,10 @@ pub struct PaymentAuthorization {
     pub currency: String,
     /// Paying wallet.
     pub payer: PublicKey,
+    /// The only merchant that may collect it, when the resident knows it (e.g. from the shop's
+    /// ID code). Without it, whoever holds the authorization first can collect it: show it only
+    /// to the shop you pay.
+    pub merchant: Option<PublicKey>,
     /// Most the merchant may collect with it.
     pub amount_max: u64,
     /// Resident's unique reference.
@@ -325,7 +329,7 @@ pub struct QrError(pub String);
 ///
 /// Text format (one line, ASCII, fields in this order, `&`-separated `key=value`):
 /// - merchant request: `netchain:pay/1?chain=C&currency=X&merchant=HEX64&amount=N&ref=HEX32&exp=MS&sig=HEX128`
-/// - resident authorization: `netchain:authorize/1?chain=C&currency=X&payer=HEX64&max=N&ref=HEX32&exp=MS&sig=HEX128`
+/// - resident authorization: `netchain:authorize/1?chain=C&currency=X&payer=HEX64&merchant=HEX64|any&max=N&ref=HEX32&exp=MS&sig=HEX128`
 ///
 /// `sig` is the shower's ed25519 signature over the request's or authorization's id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -346,8 +350,15 @@ impl fmt::Display for PaymentQr {
             ),
             Self::Authorization(a, sig) => write!(
                 f,
-                "netchain:authorize/1?chain={}&currency={}&payer={}&max={}&ref={}&exp={}&sig={}",
-                a.chain_id, a.currency, a.payer, a.amount_max, a.reference, a.expires_at_ms, sig
+                "netchain:authorize/1?chain={}&currency={}&payer={}&merchant={}&max={}&ref={}&exp={}&sig={}",
+                a.chain_id,
+                a.currency,
+                a.payer,
+                a.merchant.map_or("any".to_string(), |m| m.to_string()),
+                a.amount_max,
+                a.reference,
+                a.expires_at_ms,
+                sig
             ),
         }
     }
@@ -370,9 +381,13 @@ impl std::str::FromStr for PaymentQr {
             "netchain:pay/1" => &[
                 "chain", "currency", "merchant", "amount", "ref", "exp", "sig",
             ],
-            "netchain:authorize/1" => &["chain", "currency", "payer", "max", "ref", "exp", "sig"],
+            "netchain:authorize/1" => &[
+                "chain", "currency", "payer", "merchant", "max", "ref", "exp", "sig",
+            ],
             other => return Err(QrError(format!("unknown kind {other:?}"))),
         };
+        // The authorization has one more field (the merchant) before the shared tail.
+        let tail = usize::from(kind == "netchain:authorize/1");
         if fields.len() != keys.len() || fields.iter().zip(keys).any(|((k, _), want)| k != want) {
             return Err(QrError(format!(
                 "fields must be exactly {}",
@@ -388,10 +403,12 @@ impl std::str::FromStr for PaymentQr {
             v(i).parse::<PublicKey>()
                 .map_err(|e| QrError(format!("{}: {e}", keys[i])))
         };
-        let reference: Reference = v(4)
+        let reference: Reference = v(4 + tail)
             .parse()
             .map_err(|_| err("ref must be 32 hex characters"))?;
-        let sig: Signature = v(6).parse().map_err(|e| QrError(format!("sig: {e}")))?;
+        let sig: Signature = v(6 + tail)
+            .parse()
+            .map_err(|e| QrError(format!("sig: {e}")))?;
         let chain_id = v(0).to_string();
         if chain_id.is_empty() || chain_id.len() > crate::CHAIN_ID_MAX_BYTES {
             return Err(err("chain id length"));
@@ -416,9 +433,13 @@ impl std::str::FromStr for PaymentQr {
                     chain_id,
                     currency,
                     payer: key(2)?,
-                    amount_max: num(3)?,
+                    merchant: match v(3) {
+                        "any" => None,
+                        _ => Some(key(3)?),
+                    },
+                    amount_max: num(4)?,
                     reference,
-                    expires_at_ms: num(5)?,
+                    expires_at_ms: num(6)?,
                 },
                 sig,
             )
@@ -480,6 +501,7 @@ mod tests {
                 chain_id: "city".into(),
                 currency: "SEOUL".into(),
                 payer: PublicKey([1; 32]),
+                merchant: None,
                 amount_max: 50_000,
                 reference: Reference([4; 16]),
                 expires_at_ms: 9,
@@ -487,6 +509,13 @@ mod tests {
             Signature([6; 64]),
         );
         assert_eq!(auth.to_string().parse::<PaymentQr>().unwrap(), auth);
+        assert!(auth.to_string().contains("&merchant=any&"));
+        let PaymentQr::Authorization(mut bound, sig) = auth else {
+            unreachable!()
+        };
+        bound.merchant = Some(PublicKey([7; 32]));
+        let bound = PaymentQr::Authorization(bound, sig);
+        assert_eq!(bound.to_string().parse::<PaymentQr>().unwrap(), bound);
         for bad in [
             "",
             "netchain:pay/1",

@@ -240,7 +240,8 @@ mod tests {
 pub enum TxOutcome {
     /// Applied to the state.
     Applied,
-    /// Refused by execution; the state did not change.
+    /// Refused by execution: nothing moved; the sender's nonce is used up unless the refusal was
+    /// on the signature, the chain id or the nonce itself.
     Rejected {
         /// Stable machine-readable code.
         code: String,

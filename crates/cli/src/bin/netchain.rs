@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use netchain_cli::bench::{self, BenchArgs};
 use netchain_cli::currency_cli::{self, CurrencyCommand, VoucherCommand};
 use netchain_cli::demo::{self, DemoArgs};
 use netchain_cli::layout::{self, LayoutParams};
@@ -45,6 +46,8 @@ enum Command {
     /// Gift vouchers: issue, transfer, redeem, reclaim.
     #[command(subcommand)]
     Voucher(VoucherCommand),
+    /// Load at a fixed rate or a ramp to saturation; TPS, latency percentiles, CPU per process.
+    Bench(BenchArgs),
     /// Realistic workloads on a local network.
     #[command(subcommand)]
     Demo(DemoCommand),
@@ -345,6 +348,7 @@ async fn main() -> anyhow::Result<()> {
             QueryCommand::Status { node } => print_json(&Client::new(&node).status().await?)?,
         },
         Command::Verify(args) => verify(args).await?,
+        Command::Bench(args) => bench::run(args).await?,
         Command::Currency(cmd) => currency_cli::run_currency(cmd).await?,
         Command::Voucher(cmd) => currency_cli::run_voucher(cmd).await?,
         Command::Demo(DemoCommand::LocalCurrency(args)) => {
