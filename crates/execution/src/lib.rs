@@ -209,7 +209,7 @@ impl<B: KvBackend> Executor<B> {
         let base = height - 1;
         let mut sig_ok = vec![true; txs.len()];
         let unchecked: Vec<usize> = (0..txs.len()).filter(|&i| !verified(&txs[i])).collect();
-        let items: Vec<_> = unchecked
+        let mut items: Vec<_> = unchecked
             .iter()
             .map(|&i| {
                 (
@@ -219,8 +219,21 @@ impl<B: KvBackend> Executor<B> {
                 )
             })
             .collect();
-        for (i, ok) in unchecked.into_iter().zip(verify_each(&items)) {
+        // Signatures inside payloads (payment requests and authorizations) join the same batch.
+        let inner: Vec<(usize, (PublicKey, Digest, netchain_types::Signature))> = txs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| currency::inner_signature(&t.tx.payload).map(|s| (i, s)))
+            .collect();
+        items.extend(inner.iter().map(|(_, s)| *s));
+        let results = verify_each(&items);
+        let (outer, inner_results) = results.split_at(unchecked.len());
+        for (&i, &ok) in unchecked.iter().zip(outer) {
             sig_ok[i] = ok;
+        }
+        let mut inner_ok: Vec<Option<bool>> = vec![None; txs.len()];
+        for ((i, _), &ok) in inner.iter().zip(inner_results) {
+            inner_ok[*i] = Some(ok);
         }
         let mut accounts = Accounts::new();
         let mut modules = Overlay::new(&self.state, base);
@@ -237,6 +250,7 @@ impl<B: KvBackend> Executor<B> {
                 now: timestamp_ms,
                 tx_id: id,
                 sender: tx.tx.sender,
+                inner_sig_ok: inner_ok[index],
             };
             let outcome = match self.apply(base, tx, ok, &mut accounts, &mut modules, &env)? {
                 Ok(()) => {

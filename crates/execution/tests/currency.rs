@@ -493,6 +493,38 @@ fn payments_follow_merchant_rules_and_commit_once() {
 }
 
 #[test]
+fn a_forged_request_in_a_block_is_singled_out_by_the_batch_check() {
+    let mut c = City::seoul();
+    let payers: Vec<Keypair> = (1..=3).map(resident).collect();
+    for p in &payers {
+        assert_eq!(c.charge(p.public(), 10_000), "applied");
+    }
+    let txs: Vec<SignedTransaction> = payers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (request, mut merchant_signature) = c.request(&merchant(0), 1_000, i as u8);
+            if i == 1 {
+                merchant_signature = kp("forger", 0).sign(&request.id());
+            }
+            c.sign(
+                p,
+                c.nonce(&p.public()),
+                Payload::Currency(CurrencyOp::Pay {
+                    request,
+                    merchant_signature,
+                }),
+            )
+        })
+        .collect();
+    assert_eq!(
+        c.block(&txs),
+        vec!["applied", "bad_request_signature", "applied"]
+    );
+    assert_eq!(c.merchant(0).balance, 2_000);
+}
+
+#[test]
 fn resident_presented_authorization_is_collected_once() {
     let mut c = City::seoul();
     let payer = resident(1);
