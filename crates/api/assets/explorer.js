@@ -756,6 +756,9 @@
         rows.push(["Recipient", accountLink(pay.to, "recipient-link")]);
         rows.push(["Amount", h("span", { class: "amount", id: "tx-amount" }, fmt(pay.amount))]);
       } else if (pay) {
+        rows.push(["Operation", pay.type + " · " + (pay.op || "–")]);
+        const cur = pay.currency || (pay.request && pay.request.currency) || (pay.authorization && pay.authorization.currency);
+        if (cur) rows.push(["Currency", currencyLink(cur)]);
         rows.push(["Payload", mono(JSON.stringify(pay))]);
       }
       rows.push(["Nonce", fmt(body.nonce), "tx-nonce"]);
@@ -906,6 +909,180 @@
     location.hash = "#/account/" + hex;
   }
 
+  // ---------- local currency ----------
+
+  function fmtSpan(secs) {
+    for (const [unit, n] of [["d", 86400], ["h", 3600], ["min", 60]]) {
+      if (secs >= n && secs % n === 0) return fmt(secs / n) + " " + unit;
+    }
+    return fmt(secs) + " s";
+  }
+
+  const currencyLink = (id) => h("a", { href: "#/currency/" + encodeURIComponent(id), class: "mono" }, id);
+
+  function booksBadge(balanced) {
+    return h("span", { class: "badge " + (balanced ? "committed" : "rejected"), "data-balanced": String(balanced) }, balanced ? "books balance" : "books do NOT balance");
+  }
+
+  async function renderCurrencies(app, token) {
+    loading(app, "currencies");
+    let list;
+    try {
+      list = await api("/v1/currencies");
+    } catch (e) {
+      if (token === state.routeToken) app.replaceChildren(errorBox(e, "The currency list"));
+      return;
+    }
+    if (token !== state.routeToken) return;
+    const rows = list.map((c) => {
+      const t = c.totals;
+      const minted = t.minted_principal + t.minted_bonus + t.vouchers_issued;
+      const balanced = minted === t.circulating + t.redeemed + t.expired_returned;
+      return h(
+        "tr",
+        {},
+        h("td", {}, currencyLink(c.id)),
+        h("td", { class: "num" }, fmt(minted)),
+        h("td", { class: "num" }, fmt(t.circulating)),
+        h("td", { class: "num" }, fmt(t.payments)),
+        h("td", {}, booksBadge(balanced)),
+      );
+    });
+    app.replaceChildren(
+      h(
+        "section",
+        { id: "currencies-page" },
+        h("h1", {}, "Local currencies"),
+        h(
+          "div",
+          { class: "card" },
+          list.length === 0
+            ? h("p", { class: "empty" }, "No currency is defined on this chain yet (netchain currency define, or netchain demo local-currency).")
+            : h(
+                "table",
+                { id: "currency-table" },
+                h("thead", {}, h("tr", {}, h("th", {}, "Currency"), h("th", { class: "num" }, "Minted"), h("th", { class: "num" }, "Circulating"), h("th", { class: "num" }, "Payments"), h("th", {}, "Books"))),
+                h("tbody", {}, ...rows),
+              ),
+        ),
+      ),
+    );
+  }
+
+  async function renderCurrency(app, id, token) {
+    loading(app, "currency " + id);
+    let c, rec, settlements;
+    try {
+      const base = "/v1/currencies/" + encodeURIComponent(id);
+      [c, rec, settlements] = await Promise.all([api(base), api(base + "/reconciliation"), api(base + "/settlements?limit=10")]);
+    } catch (e) {
+      if (token === state.routeToken) app.replaceChildren(errorBox(e, "Currency " + id));
+      return;
+    }
+    if (token !== state.routeToken) return;
+    const t = c.totals;
+    const r = c.rules;
+    const walletForm = h(
+      "form",
+      { class: "search", id: "wallet-form" },
+      h("input", { id: "wallet-key", placeholder: "Wallet or merchant key (64 hex)", spellcheck: "false", autocomplete: "off" }),
+      h("button", { type: "submit" }, "Look up"),
+    );
+    const walletBox = h("div", { id: "wallet-box" });
+    walletForm.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const key = $("wallet-key").value.trim().toLowerCase();
+      const base = "/v1/currencies/" + encodeURIComponent(id);
+      try {
+        const w = await api(base + "/wallets/" + encodeURIComponent(key));
+        let m = null;
+        try {
+          m = await api(base + "/merchants/" + encodeURIComponent(key));
+        } catch (_) {
+          m = null;
+        }
+        const rows = [
+          ["Key", accountLink(key)],
+          ["Spendable", h("span", { class: "amount", id: "wallet-spendable" }, fmt(w.spendable))],
+          ["Expired, not yet swept", fmt(w.expired)],
+          ["Verified by the bank", w.verified ? "yes" : "no"],
+          ["Charged this month", fmt(w.month_charged)],
+          ["Lots (spending order)", w.lots.length ? w.lots.map((l) => fmt(l.amount) + " until " + fmtTime(l.expires_at_ms)).join(" · ") : "–"],
+        ];
+        if (m) {
+          rows.push(["Merchant", m.region + " · " + m.category + (m.active ? "" : " · suspended")]);
+          rows.push(["Merchant balance", fmt(m.balance)]);
+          rows.push(["Received · refunded · redeemed", fmt(m.received) + " · " + fmt(m.refunded) + " · " + fmt(m.redeemed)]);
+        }
+        walletBox.replaceChildren(kv(rows));
+      } catch (e) {
+        walletBox.replaceChildren(h("p", { class: "error-box" }, e.message));
+      }
+    });
+    const settlementRows = settlements.map((s) =>
+      h(
+        "tr",
+        {},
+        h("td", { class: "num" }, fmt(s.seq)),
+        h("td", {}, accountLink(s.merchant)),
+        h("td", { class: "mono" }, s.settlement_account),
+        h("td", { class: "num" }, fmt(s.amount)),
+        h("td", {}, blockLink(s.height, fmt(s.height))),
+        h("td", {}, h("span", { class: "badge " + (s.paid ? "committed" : "pending") }, s.paid ? "paid" : "due")),
+      ),
+    );
+    app.replaceChildren(
+      h(
+        "section",
+        { id: "currency-page", "data-currency": c.id },
+        h("h1", {}, "Currency ", h("span", { class: "mono" }, c.id), " ", booksBadge(rec.balanced)),
+        h(
+          "div",
+          { class: "card" },
+          kv([
+            ["Issuer", accountLink(c.issuer)],
+            ["Bank", accountLink(c.bank)],
+            ["Regions", r.regions.join(", ")],
+            ["Categories", r.categories.join(", ")],
+            ["Limits", "balance " + fmt(r.wallet_balance_max) + " · monthly charge " + fmt(r.monthly_charge_max) + (r.require_verified ? " · verified wallets only" : "")],
+            ["Bonus on charging", (r.bonus_bps / 100).toFixed(2) + " %"],
+            ["Validity of a charge", fmtSpan(c.expiry_secs)],
+            ["Defined at height", blockLink(c.created_height, fmt(c.created_height))],
+          ]),
+        ),
+        h(
+          "div",
+          { class: "card section" },
+          h("div", { class: "card-head" }, h("h2", {}, "Books at height " + fmt(rec.height))),
+          kv([
+            ["Minted", h("span", { class: "amount", id: "books-minted" }, fmt(rec.minted)), null],
+            ["  deposits · bonus · vouchers", fmt(rec.minted_principal) + " · " + fmt(rec.minted_bonus) + " · " + fmt(rec.vouchers_issued)],
+            ["Circulating", h("span", { id: "books-circulating" }, fmt(rec.circulating))],
+            ["Redeemed by merchants", fmt(rec.redeemed)],
+            ["Expired, returned to the issuer", fmt(rec.expired_returned)],
+            ["Payments", fmt(t.payments) + " (volume " + fmt(t.payment_volume) + ", refunded " + fmt(t.refunded) + ")"],
+            ["Settlements paid out", fmt(t.settlements_paid)],
+            ["Expiry queue", fmt(c.expiry_queue) + " wallets"],
+          ]),
+        ),
+        h("div", { class: "card section" }, h("div", { class: "card-head" }, h("h2", {}, "Wallet or merchant")), walletForm, walletBox),
+        h(
+          "div",
+          { class: "card section" },
+          h("div", { class: "card-head" }, h("h2", {}, "Latest settlements")),
+          settlements.length === 0
+            ? h("p", { class: "empty" }, "No merchant has redeemed yet.")
+            : h(
+                "table",
+                { id: "settlement-table" },
+                h("thead", {}, h("tr", {}, h("th", { class: "num" }, "#"), h("th", {}, "Merchant"), h("th", {}, "Account"), h("th", { class: "num" }, "Amount"), h("th", {}, "Height"), h("th", {}, "Status"))),
+                h("tbody", {}, ...settlementRows),
+              ),
+        ),
+      ),
+    );
+  }
+
   // ---------- routing ----------
 
   function parseRoute() {
@@ -914,6 +1091,8 @@
     if (name === "block" && arg) return { name: "block", arg: arg.toLowerCase() };
     if (name === "tx" && arg) return { name: "tx", arg: arg.toLowerCase() };
     if (name === "account" && arg) return { name: "account", arg: arg.toLowerCase() };
+    if (name === "currencies") return { name: "currencies" };
+    if (name === "currency" && arg) return { name: "currency", arg: arg.toUpperCase() };
     return { name: "overview" };
   }
 
@@ -932,6 +1111,12 @@
         break;
       case "account":
         renderAccount(app, state.route.arg, token);
+        break;
+      case "currencies":
+        renderCurrencies(app, token);
+        break;
+      case "currency":
+        renderCurrency(app, state.route.arg, token);
         break;
       default:
         renderOverview(app);

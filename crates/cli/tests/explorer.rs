@@ -10,6 +10,9 @@ mod common;
 
 use common::{transfer, Net, SERIAL};
 use netchain_cli::layout::demo_account;
+use netchain_crypto::{sign_transaction, Keypair};
+use netchain_types::currency::{CurrencyOp, CurrencyRules, Deposit};
+use netchain_types::{Digest, Payload, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -298,6 +301,83 @@ async fn explorer_shows_a_live_chain_and_opens_a_block() {
     println!("explorer screenshots:");
     println!("  {}", overview_png.display());
     println!("  {}", block_png.display());
+
+    // A local currency: the list and its page with the books.
+    let (issuer, bank) = (
+        Keypair::from_secret([41; 32]),
+        Keypair::from_secret([42; 32]),
+    );
+    let chain = net.chain_id();
+    let rules = CurrencyRules {
+        regions: vec!["north".into()],
+        categories: vec!["cafe".into()],
+        wallet_balance_max: 1_000_000,
+        monthly_charge_max: 1_000_000,
+        bonus_bps: 1_000,
+        require_verified: false,
+    };
+    let define = Payload::Currency(CurrencyOp::Define {
+        currency: "TOWN".into(),
+        bank: bank.public(),
+        expiry_secs: 3_600,
+        rules,
+    });
+    let charge = Payload::Currency(CurrencyOp::Charge {
+        currency: "TOWN".into(),
+        deposits: vec![Deposit {
+            wallet: issuer.public(),
+            amount: 10_000,
+            reference: Digest([5; 32]),
+        }],
+    });
+    for (kp, payload) in [(&issuer, define), (&bank, charge)] {
+        let tx = sign_transaction(
+            kp,
+            Transaction {
+                chain_id: chain.clone(),
+                sender: kp.public(),
+                nonce: 0,
+                payload,
+            },
+        );
+        let id = net.clients[0].submit(&tx).await.unwrap().tx_id;
+        let start = Instant::now();
+        loop {
+            let s = net.clients[0].tx_status(&id).await.unwrap();
+            if s.as_ref().is_some_and(|s| s.status != "pending") {
+                assert_eq!(s.unwrap().status, "committed");
+                break;
+            }
+            assert!(start.elapsed() < LONG, "currency transaction not committed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let list = browser.dom(&format!("{base}/#/currencies"), 3_000).await;
+    assert!(
+        list.contains("id=\"currency-table\""),
+        "no currency table:\n{list}"
+    );
+    assert!(list.contains("#/currency/TOWN"), "TOWN not listed:\n{list}");
+    let page = browser.dom(&format!("{base}/#/currency/TOWN"), 3_000).await;
+    assert_eq!(
+        attr_of(&page, "currency-page", "data-currency").as_deref(),
+        Some("TOWN"),
+        "currency page:\n{page}"
+    );
+    assert_eq!(
+        text_of(&page, "books-minted").and_then(|t| number(&t)),
+        Some(11_000),
+        "10,000 deposited + 10 % bonus"
+    );
+    assert!(
+        page.contains("data-balanced=\"true\""),
+        "books not shown balanced"
+    );
+    let currency_png = dir.join("explorer-currency.png");
+    browser
+        .screenshot(&format!("{base}/#/currency/TOWN"), 3_000, &currency_png)
+        .await;
+    println!("  {}", currency_png.display());
 
     stop.store(true, Ordering::Relaxed);
     assert!(load.await.unwrap() > 0, "the background load sent nothing");
