@@ -46,6 +46,33 @@ pub struct NetworkConfig {
     pub peer_queue_bytes_max: usize,
     /// Time allowed for a handshake.
     pub handshake_timeout_ms: u64,
+    /// Bytes of received messages from one peer waiting to be processed; when they are used
+    /// up, this node stops reading from that peer (TCP back-pressure) until some are processed.
+    pub inbound_bytes_max: usize,
+}
+
+/// A received message. It holds its share of the sending peer's inbound byte budget until it is
+/// taken apart by the consumer.
+pub struct Inbound<M> {
+    from: ValidatorIndex,
+    msg: M,
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl<M> Inbound<M> {
+    /// A message this node gives itself (no budget).
+    pub fn local(from: ValidatorIndex, msg: M) -> Self {
+        Self {
+            from,
+            msg,
+            _budget: None,
+        }
+    }
+
+    /// Sender and message; the budget is released.
+    pub fn into_parts(self) -> (ValidatorIndex, M) {
+        (self.from, self.msg)
+    }
 }
 
 /// Counters of the transport.
@@ -94,7 +121,7 @@ impl Network {
     pub async fn start<M>(
         cfg: NetworkConfig,
         keypair: Keypair,
-        tx_inbound: mpsc::Sender<(ValidatorIndex, M)>,
+        tx_inbound: mpsc::Sender<Inbound<M>>,
     ) -> std::io::Result<Self>
     where
         M: BorshDeserialize + Send + 'static,
@@ -131,12 +158,19 @@ impl Network {
                 stats.clone(),
             ));
         }
+        // One inbound byte budget per peer, so a flooding peer stalls only itself.
+        let budgets: Arc<Vec<Arc<tokio::sync::Semaphore>>> = Arc::new(
+            (0..cfg.committee.size())
+                .map(|_| Arc::new(tokio::sync::Semaphore::new(inbound_permits(&cfg))))
+                .collect(),
+        );
         tokio::spawn(accept_loop(
             listener,
             cfg.clone(),
             keypair,
             tx_inbound,
             stats.clone(),
+            budgets,
         ));
         Ok(Self {
             me: cfg.me,
@@ -260,8 +294,9 @@ async fn accept_loop<M>(
     listener: TcpListener,
     cfg: Arc<NetworkConfig>,
     keypair: Keypair,
-    tx_inbound: mpsc::Sender<(ValidatorIndex, M)>,
+    tx_inbound: mpsc::Sender<Inbound<M>>,
     stats: Arc<NetworkStats>,
+    budgets: Arc<Vec<Arc<tokio::sync::Semaphore>>>,
 ) where
     M: BorshDeserialize + Send + 'static,
 {
@@ -285,10 +320,27 @@ async fn accept_loop<M>(
             remote.to_string(),
             cfg.clone(),
             keypair.clone(),
-            tx_inbound.clone(),
+            Inbox {
+                tx: tx_inbound.clone(),
+                budgets: budgets.clone(),
+            },
             stats.clone(),
         ));
     }
+}
+
+/// Permits of one peer's inbound budget (one per byte, at least one frame's worth).
+fn inbound_permits(cfg: &NetworkConfig) -> usize {
+    cfg.inbound_bytes_max
+        .max(cfg.frame_bytes_max)
+        .min(tokio::sync::Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize)
+}
+
+/// Where received messages go, and each peer's inbound byte budget.
+struct Inbox<M> {
+    tx: mpsc::Sender<Inbound<M>>,
+    budgets: Arc<Vec<Arc<tokio::sync::Semaphore>>>,
 }
 
 async fn serve_inbound<M>(
@@ -297,7 +349,7 @@ async fn serve_inbound<M>(
     remote: String,
     cfg: Arc<NetworkConfig>,
     keypair: Keypair,
-    tx_inbound: mpsc::Sender<(ValidatorIndex, M)>,
+    inbox: Inbox<M>,
     stats: Arc<NetworkStats>,
 ) where
     M: BorshDeserialize + Send + 'static,
@@ -325,6 +377,10 @@ async fn serve_inbound<M>(
         }
     };
     framed.codec_mut().set_max_frame_length(cfg.frame_bytes_max);
+    let Some(budget) = inbox.budgets.get(from as usize).cloned() else {
+        return;
+    };
+    let permits_max = inbound_permits(&cfg);
     while let Some(frame) = framed.next().await {
         let frame = match frame {
             Ok(f) => f,
@@ -345,7 +401,18 @@ async fn serve_inbound<M>(
                 return;
             }
         };
-        if tx_inbound.send((from, msg)).await.is_err() {
+        // Wait for room in this peer's budget: while it is used up, nothing more is read from
+        // the connection, and the peer's sends back up in TCP.
+        let cost = frame.len().clamp(1, permits_max) as u32;
+        let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
+            return;
+        };
+        let inbound = Inbound {
+            from,
+            msg,
+            _budget: Some(permit),
+        };
+        if inbox.tx.send(inbound).await.is_err() {
             return;
         }
     }

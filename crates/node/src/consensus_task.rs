@@ -34,7 +34,7 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     core: Core,
     network: Network,
-    mut rx_inbound: mpsc::Receiver<(ValidatorIndex, ConsensusMessage)>,
+    mut rx_inbound: mpsc::Receiver<netchain_network::Inbound<ConsensusMessage>>,
     tx_commit: mpsc::Sender<(Vec<Block>, QuorumCert)>,
     tx_ingest: mpsc::Sender<Vec<SignedTransaction>>,
     frame_bytes_max: usize,
@@ -59,7 +59,10 @@ pub(crate) fn spawn(
         loop {
             tokio::select! {
                 msg = rx_inbound.recv() => match msg {
-                    Some((from, msg)) => task.on_message(from, msg).await,
+                    Some(inbound) => {
+                        let (from, msg) = inbound.into_parts();
+                        task.on_message(from, msg).await
+                    }
                     None => return,
                 },
                 _ = tick.tick() => task.step(Event::Tick).await,

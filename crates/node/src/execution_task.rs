@@ -5,7 +5,7 @@ use bytes::Bytes;
 use netchain_crypto::Keypair;
 use netchain_network::Network;
 use netchain_storage::{ChainStore, ChainTip};
-use netchain_types::{codec, Block, Checkpoint, ConsensusMessage, QuorumCert, ValidatorIndex};
+use netchain_types::{codec, Block, Checkpoint, ConsensusMessage, QuorumCert};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{error, info};
@@ -15,7 +15,7 @@ pub(crate) fn spawn(
     keypair: Keypair,
     mut tip: ChainTip,
     mut rx_commit: mpsc::Receiver<(Vec<Block>, QuorumCert)>,
-    tx_inbound: mpsc::Sender<(ValidatorIndex, ConsensusMessage)>,
+    tx_inbound: mpsc::Sender<netchain_network::Inbound<ConsensusMessage>>,
     network: Network,
 ) {
     std::thread::Builder::new()
@@ -42,7 +42,8 @@ pub(crate) fn spawn(
                         Ok(vote) => {
                             network.broadcast(Bytes::from(codec::encode(&vote)));
                             // Never block here: the consensus task may itself wait on this thread.
-                            let _ = tx_inbound.try_send((shared.me, vote));
+                            let _ = tx_inbound
+                                .try_send(netchain_network::Inbound::local(shared.me, vote));
                         }
                         Err(e) => {
                             // Storage failed under us: stop the whole validator (crash-stop) rather

@@ -20,7 +20,7 @@ use netchain_consensus::{Core, CoreConfig, SafetyData};
 use netchain_crypto::{KeyFile, Keypair};
 use netchain_execution::Executor;
 use netchain_mempool::{Mempool, MempoolConfig};
-use netchain_network::{Network, NetworkConfig, NetworkStats};
+use netchain_network::{Inbound, Network, NetworkConfig, NetworkStats};
 use netchain_storage::{ChainStore, ChainTip, FjallBackend, WriteBatch};
 use netchain_types::{Block, Committee, ConsensusMessage, Digest, QuorumCert, ValidatorIndex};
 use std::sync::{Arc, Mutex, RwLock};
@@ -230,7 +230,7 @@ impl Node {
             round = core.round(),
             "consensus state restored"
         );
-        let (tx_inbound, rx_inbound) = mpsc::channel::<(ValidatorIndex, ConsensusMessage)>(1_000);
+        let (tx_inbound, rx_inbound) = mpsc::channel::<Inbound<ConsensusMessage>>(1_000);
         let network = Network::start(
             NetworkConfig {
                 chain_id: genesis.chain_id.clone(),
@@ -244,6 +244,7 @@ impl Node {
                 peer_queue_max: 10_000,
                 peer_queue_bytes_max: 4 * cfg.frame_bytes_max,
                 handshake_timeout_ms: 3_000,
+                inbound_bytes_max: 4 * cfg.frame_bytes_max,
             },
             keypair.clone(),
             tx_inbound.clone(),
