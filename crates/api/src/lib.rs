@@ -7,6 +7,7 @@
 
 #![recursion_limit = "512"]
 
+pub mod chains;
 pub mod currency;
 pub mod events;
 mod explorer;
@@ -34,7 +35,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -91,6 +92,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .merge(explorer::routes())
         .merge(currency::routes())
+        .merge(chains::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(shared)
@@ -326,7 +328,7 @@ const CHECKPOINT_LOOKBACK: u64 = 256;
 
 /// The newest certified checkpoint at or below `executed`: a quorum may certify a height this
 /// node has not executed yet, and a proof needs the state of that height here.
-fn provable_checkpoint(
+pub(crate) fn provable_checkpoint(
     shared: &Shared,
     executed: u64,
 ) -> Result<Option<netchain_types::CertifiedCheckpoint>, ApiError> {

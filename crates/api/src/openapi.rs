@@ -151,6 +151,32 @@ pub fn document() -> Value {
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": hex32 }, height()],
                 "responses": responses("200", "Payment")
             }},
+            "/v1/chains": { "get": {
+                "summary": "Root chain: registered service chains with their epochs, newest anchor and flag",
+                "responses": responses_array("200", "Chain")
+            }},
+            "/v1/chains/{id}": { "get": {
+                "summary": "Root chain: one registered service chain",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": responses("200", "Chain")
+            }},
+            "/v1/chains/{id}/anchors/{height}": { "get": {
+                "summary": "Root chain: a service chain's anchor at a height (or 'latest'); with proof=true, a state proof against the newest certified root checkpoint",
+                "parameters": [
+                    { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "height", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "proof", "in": "query", "required": false, "schema": { "type": "boolean" } }
+                ],
+                "responses": responses("200", "AnchorResponse")
+            }},
+            "/v1/state/proof": { "get": {
+                "summary": "Any state key's value at an executed height with its Merkle proof against that height's state root",
+                "parameters": [
+                    { "name": "key", "in": "query", "required": true, "schema": { "type": "string" } },
+                    height()
+                ],
+                "responses": responses("200", "StateProof")
+            }},
             "/v1/vouchers/{id}": { "get": {
                 "summary": "A gift voucher: holder, face value, remaining value, expiry",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": hex32 }, height()],
@@ -172,7 +198,10 @@ pub fn document() -> Value {
                             "op": { "enum": ["define", "set_rules", "register_merchants", "set_merchant_active", "verify_residents", "charge", "pay", "collect", "refund", "redeem", "confirm_settlement"] } } },
                         { "type": "object", "required": ["type", "op"], "description": "Gift voucher operation", "properties": {
                             "type": { "const": "voucher" },
-                            "op": { "enum": ["issue", "transfer", "redeem", "reclaim"] } } }
+                            "op": { "enum": ["issue", "transfer", "redeem", "reclaim"] } } },
+                        { "type": "object", "required": ["type", "op"], "description": "Root chain registry operation (governance change or anchor)", "properties": {
+                            "type": { "const": "registry" },
+                            "op": { "enum": ["change", "anchor"] } } }
                     ] } } },
                 "signature": { "type": "string", "pattern": "^[0-9a-f]{128}$" } } },
             "SubmitRequest": { "type": "object", "description": "Exactly one of tx_hex (borsh encoding) and tx", "properties": {
@@ -214,7 +243,7 @@ pub fn document() -> Value {
                 "last_seen_ms_ago": { "type": ["integer", "null"] }, "online": { "type": "boolean" } } },
             "Event": { "type": "object", "required": ["cursor", "type", "height", "id"], "properties": {
                 "cursor": { "type": "string" }, "type": { "enum": ["block", "tx"] }, "height": { "type": "integer" }, "id": hex32,
-                "tx_count": { "type": "integer" }, "timestamp_ms": { "type": "integer" }, "module": { "enum": ["transfer", "currency", "voucher"] },
+                "tx_count": { "type": "integer" }, "timestamp_ms": { "type": "integer" }, "module": { "enum": ["transfer", "currency", "voucher", "registry"] },
                 "op": { "type": "string" },
                 "sender": hex32, "to": hex32, "amount": { "type": "integer" },
                 "status": { "enum": ["applied", "rejected"] }, "code": { "type": "string" } } },
@@ -248,6 +277,23 @@ pub fn document() -> Value {
             "Voucher": { "type": "object", "required": ["id", "currency", "holder", "face_value", "remaining", "expires_at_ms", "issued_height"], "properties": {
                 "id": hex32, "currency": { "type": "string" }, "holder": hex32, "face_value": int(), "remaining": int(),
                 "expires_at_ms": int(), "issued_height": int() } },
+            "AnchorRecord": { "type": "object", "required": ["height", "block_id", "state_root", "epoch", "root_height"], "properties": {
+                "height": int(), "block_id": hex32, "state_root": hex32, "epoch": int(), "root_height": int() } },
+            "Chain": { "type": "object", "required": ["chain", "epochs", "last_anchor", "anchors", "flagged", "registered_height", "height"], "properties": {
+                "chain": { "type": "object", "required": ["chain_id", "purpose", "genesis_block_id", "validators"], "properties": {
+                    "chain_id": { "type": "string" }, "purpose": { "type": "string" }, "genesis_block_id": hex32,
+                    "validators": { "type": "array" } } },
+                "epochs": { "type": "array", "items": { "type": "object", "required": ["epoch", "validators", "since_root_height"] } },
+                "last_anchor": { "oneOf": [{ "type": "null" }, { "$ref": "#/components/schemas/AnchorRecord" }] },
+                "anchors": int(), "flagged": { "type": "boolean" }, "registered_height": int(), "height": int() } },
+            "AnchorResponse": { "type": "object", "required": ["chain_id", "anchor", "proof"], "properties": {
+                "chain_id": { "type": "string" }, "anchor": { "$ref": "#/components/schemas/AnchorRecord" },
+                "proof": { "oneOf": [{ "type": "null" }, { "type": "object", "required": ["checkpoint", "value_hex", "state_proof_hex"], "properties": {
+                    "checkpoint": { "$ref": "#/components/schemas/CertifiedCheckpoint" }, "value_hex": { "type": "string" },
+                    "state_proof_hex": { "type": "string" } } }] } } },
+            "StateProof": { "type": "object", "required": ["height", "state_root", "key_hex", "value_hex", "state_proof_hex"], "properties": {
+                "height": int(), "state_root": hex32, "key_hex": { "type": "string" },
+                "value_hex": { "type": ["string", "null"] }, "state_proof_hex": { "type": "string" } } },
             "Status": { "type": "object", "required": ["chain_id", "height", "round", "validators"], "properties": {
                 "chain_id": { "type": "string" }, "validator_index": { "type": "integer" }, "height": { "type": "integer" },
                 "block_id": hex32, "state_root": hex32, "round": { "type": "integer" },

@@ -133,6 +133,7 @@ pub fn write(dir: &Path, p: &LayoutParams) -> anyhow::Result<Layout> {
         genesis_time_ms: netchain_node::now_ms(),
         committee: Committee { validators },
         accounts,
+        role: Default::default(),
     };
     genesis.validate()?;
     genesis.save(&dir.join("genesis.json"))?;

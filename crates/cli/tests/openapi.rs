@@ -593,6 +593,36 @@ async fn every_endpoint_answers_as_documented() {
     .unwrap();
     c.checked.insert(("get".into(), "/v1/events".into()));
     currency_endpoints(&mut c, &chain).await;
+    // The registry endpoints on a standalone chain: nothing registered; state proofs at a height.
+    let (s, v) = c.call("get", "/v1/chains", "/v1/chains", None).await;
+    assert_eq!((s, v.as_array().map(Vec::len)), (200, Some(0)));
+    let (s, _) = c
+        .call("get", "/v1/chains/{id}", "/v1/chains/svc-1", None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = c
+        .call(
+            "get",
+            "/v1/chains/{id}/anchors/{height}",
+            "/v1/chains/svc-1/anchors/latest?proof=true",
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+    let key = hex::encode(netchain_execution::account_key(&b.public()));
+    let (s, v) = c
+        .call(
+            "get",
+            "/v1/state/proof",
+            &format!("/v1/state/proof?key={key}&height=2"),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["height"].as_u64()), (200, Some(2)));
+    let (s, _) = c
+        .call("get", "/v1/state/proof", "/v1/state/proof?key=zz", None)
+        .await;
+    assert_eq!(s, 400);
     // Every documented operation was exercised.
     let documented: std::collections::BTreeSet<(String, String)> = c.doc["paths"]
         .as_object()

@@ -5,6 +5,7 @@
 //! file (TOML) is per node: where its key, genesis and data live, and its tunables, every one with
 //! its unit in the name.
 
+use netchain_types::registry::ChainRole;
 use netchain_types::{hash_parts, Committee, Digest, PublicKey, CHAIN_ID_MAX_BYTES};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -67,6 +68,9 @@ pub struct Genesis {
     pub committee: Committee,
     /// Funded accounts.
     pub accounts: Vec<GenesisAccount>,
+    /// Root chain (with its registry's governance), service chain of a root, or standalone.
+    #[serde(default, skip_serializing_if = "ChainRole::is_standalone")]
+    pub role: ChainRole,
 }
 
 impl Genesis {
@@ -102,6 +106,22 @@ impl Genesis {
         keys.dedup();
         if keys.len() != n {
             return Err(invalid("committee", "duplicate validator key"));
+        }
+        match &self.role {
+            ChainRole::Standalone => {}
+            ChainRole::Root { governance } => {
+                governance
+                    .validate()
+                    .map_err(|e| invalid("role.governance", e))?;
+            }
+            ChainRole::Service { root_chain_id, .. } => {
+                if root_chain_id == &self.chain_id || root_chain_id.is_empty() {
+                    return Err(invalid(
+                        "role.root_chain_id",
+                        "must name another chain (the root)",
+                    ));
+                }
+            }
         }
         let mut supply: u64 = 0;
         for a in &self.accounts {
@@ -320,7 +340,40 @@ mod tests {
                 public_key: PublicKey([9; 32]),
                 balance: 100,
             }],
+            role: ChainRole::Standalone,
         }
+    }
+
+    #[test]
+    fn roles_are_validated_and_standalone_keeps_the_hash() {
+        let plain = genesis();
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !json.contains("role"),
+            "a standalone genesis has no role field: {json}"
+        );
+        let mut root = genesis();
+        root.role = ChainRole::Root {
+            governance: netchain_types::registry::Governance {
+                keys: vec![PublicKey([1; 32]), PublicKey([2; 32])],
+                threshold: 2,
+            },
+        };
+        root.validate().unwrap();
+        assert_ne!(root.hash(), plain.hash());
+        if let ChainRole::Root { governance } = &mut root.role {
+            governance.threshold = 3;
+        }
+        assert!(root.validate().is_err());
+        let mut service = genesis();
+        service.role = ChainRole::Service {
+            root_chain_id: "local-1".into(),
+            root_genesis_hash: Digest([0; 32]),
+        };
+        assert!(
+            service.validate().is_err(),
+            "a chain cannot be its own root"
+        );
     }
 
     #[test]

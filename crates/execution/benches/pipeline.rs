@@ -3,7 +3,15 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use netchain_crypto::{sign_transaction, verify, verify_batch, Keypair};
-use netchain_execution::Executor;
+use netchain_execution::{BlockInfo, Executor};
+
+fn info(height: u64, timestamp_ms: u64) -> BlockInfo {
+    BlockInfo {
+        height,
+        timestamp_ms,
+        parent_id: Digest::default(),
+    }
+}
 use netchain_storage::{KvBackend, MemoryBackend, StateTree};
 use netchain_types::currency::{CurrencyOp, CurrencyRules, Deposit, MerchantInfo, PaymentRequest};
 use netchain_types::{
@@ -98,7 +106,10 @@ fn execution(c: &mut Criterion) {
     g.bench_function("transfers_2000_presigned_checked", |b| {
         b.iter_batched(
             || executor(&keys),
-            |(_, exec)| exec.execute_checked(1, 1_000, &block, &|_| true).unwrap(),
+            |(_, exec)| {
+                exec.execute_checked(&info(1, 1_000), &block, &|_| true)
+                    .unwrap()
+            },
             BatchSize::PerIteration,
         )
     });
@@ -209,7 +220,7 @@ fn execution(c: &mut Criterion) {
             prepared,
             |(_, exec)| {
                 let out = exec
-                    .execute_checked(3, 2_000, &payments, &|_| true)
+                    .execute_checked(&info(3, 2_000), &payments, &|_| true)
                     .unwrap();
                 assert_eq!(out.applied as usize, payments.len());
                 out

@@ -9,6 +9,7 @@
 
 pub mod currency;
 mod overlay;
+pub mod registry;
 
 use borsh::BorshDeserialize;
 use currency::{Env, Fail};
@@ -91,6 +92,27 @@ impl TxError {
     }
 }
 
+/// The block being executed, as far as execution needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// Height.
+    pub height: u64,
+    /// Proposer timestamp (the modules' clock).
+    pub timestamp_ms: u64,
+    /// Parent block id (recorded in the block history).
+    pub parent_id: Digest,
+}
+
+impl From<&netchain_types::Block> for BlockInfo {
+    fn from(b: &netchain_types::Block) -> Self {
+        Self {
+            height: b.height,
+            timestamp_ms: b.timestamp_ms,
+            parent_id: b.parent_id,
+        }
+    }
+}
+
 /// What executing one block produced.
 #[derive(Debug)]
 pub struct BlockOutput {
@@ -160,14 +182,25 @@ impl<B: KvBackend> Executor<B> {
         &self,
         accounts: &[(PublicKey, u64)],
     ) -> Result<(Digest, WriteBatch), StorageError> {
+        self.genesis_with(accounts, None)
+    }
+
+    fn genesis_with(
+        &self,
+        accounts: &[(PublicKey, u64)],
+        governance: Option<&netchain_types::registry::Governance>,
+    ) -> Result<(Digest, WriteBatch), StorageError> {
         let mut sorted: BTreeMap<PublicKey, Account> = BTreeMap::new();
         for (pk, balance) in accounts {
             sorted.entry(*pk).or_default().balance += balance;
         }
-        let updates = sorted
+        let mut updates: Vec<_> = sorted
             .iter()
             .map(|(pk, a)| (account_key(pk), Some(codec::encode(a))))
             .collect();
+        if let Some(g) = governance {
+            updates.push((registry::GOVERNANCE_KEY.to_vec(), Some(codec::encode(g))));
+        }
         let (root, batch) = self.state.apply(0, updates)?;
         Ok((Digest(root), batch))
     }
@@ -184,15 +217,30 @@ impl<B: KvBackend> Executor<B> {
         }
     }
 
+    /// The genesis state of a root chain: the accounts and the registry's governance.
+    pub fn genesis_root(
+        &self,
+        accounts: &[(PublicKey, u64)],
+        governance: &netchain_types::registry::Governance,
+    ) -> Result<(Digest, WriteBatch), StorageError> {
+        self.genesis_with(accounts, Some(governance))
+    }
+
     /// Executes `txs` as the block at `height` with proposer time `timestamp_ms` on the state
-    /// of `height - 1`.
+    /// of `height - 1`. For tests and benchmarks: the block history records a zero parent id
+    /// (nodes use [`Executor::execute_checked`] with the real block).
     pub fn execute(
         &self,
         height: u64,
         timestamp_ms: u64,
         txs: &[SignedTransaction],
     ) -> Result<BlockOutput, StorageError> {
-        self.execute_checked(height, timestamp_ms, txs, &|_| false)
+        let block = BlockInfo {
+            height,
+            timestamp_ms,
+            parent_id: Digest::default(),
+        };
+        self.execute_checked(&block, txs, &|_| false)
     }
 
     /// [`Executor::execute`], skipping the signature check of transactions for which
@@ -200,11 +248,11 @@ impl<B: KvBackend> Executor<B> {
     /// content (at admission). The outcome is the same; only the work is saved.
     pub fn execute_checked(
         &self,
-        height: u64,
-        timestamp_ms: u64,
+        block: &BlockInfo,
         txs: &[SignedTransaction],
         verified: &dyn Fn(&SignedTransaction) -> bool,
     ) -> Result<BlockOutput, StorageError> {
+        let (height, timestamp_ms) = (block.height, block.timestamp_ms);
         assert!(height > 0, "genesis is not executed");
         let base = height - 1;
         let mut sig_ok = vec![true; txs.len()];
@@ -310,6 +358,12 @@ impl<B: KvBackend> Executor<B> {
             .map(|(pk, c)| (account_key(pk), Some(codec::encode(&c.current))))
             .collect();
         updates.extend(modules.into_updates());
+        // The block history: this block records its parent, so a later state root proves which
+        // block stood at every earlier height (what anchors on a root chain rely on).
+        updates.push((
+            netchain_types::registry::history_key(height - 1),
+            Some(codec::encode(&block.parent_id)),
+        ));
         let (root, state_batch) = self.state.apply(height, updates)?;
         batch.extend(state_batch);
         Ok(BlockOutput {
@@ -395,6 +449,14 @@ impl<B: KvBackend> Executor<B> {
             }
             Payload::Voucher(op) => {
                 let result = currency::apply_voucher(modules, env, op);
+                self.finish_module(base, t, result, accounts, modules)
+            }
+            Payload::Registry(op) => {
+                let renv = registry::Env {
+                    chain_id: &self.chain_id,
+                    height: env.height,
+                };
+                let result = registry::apply(modules, &renv, op);
                 self.finish_module(base, t, result, accounts, modules)
             }
         }

@@ -66,12 +66,11 @@ fn execute_one(
     block: &Block,
     qc: QuorumCert,
 ) -> anyhow::Result<ConsensusMessage> {
-    let out = shared.executor.execute_checked(
-        block.height,
-        block.timestamp_ms,
-        &block.payload,
-        &|tx| shared.verified.contains(tx),
-    )?;
+    let out = shared
+        .executor
+        .execute_checked(&block.into(), &block.payload, &|tx| {
+            shared.verified.contains(tx)
+        })?;
     let mut batch = out.batch;
     ChainStore::<crate::Backend>::put_block(&mut batch, block);
     let new_tip = ChainTip {

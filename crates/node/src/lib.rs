@@ -124,7 +124,12 @@ fn init_or_check_genesis(
         .iter()
         .map(|a| (a.public_key, a.balance))
         .collect();
-    let (state_root, mut batch) = executor.genesis(&accounts)?;
+    let (state_root, mut batch) = match &genesis.role {
+        netchain_types::registry::ChainRole::Root { governance } => {
+            executor.genesis_root(&accounts, governance)?
+        }
+        _ => executor.genesis(&accounts)?,
+    };
     let block = Block::genesis(hash, genesis.genesis_time_ms);
     let tip = ChainTip {
         qc: QuorumCert::genesis(block.id()),

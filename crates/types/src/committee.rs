@@ -1,13 +1,14 @@
 //! The validator set of one chain.
 
 use crate::PublicKey;
+use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 /// A validator's position in the committee; leaders and certificate signers are named by index.
 pub type ValidatorIndex = u16;
 
 /// One validator of the committee.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Validator {
     /// Consensus and network identity key.
@@ -19,7 +20,7 @@ pub struct Validator {
 }
 
 /// The validator set: `n = 3f + 1` tolerates `f` faulty members.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Committee {
     /// Members in index order.

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod committee;
 pub mod consensus;
 pub mod currency;
+pub mod registry;
 pub mod tx;
 
 pub use bytes::{Digest, PublicKey, Reference, Signature};

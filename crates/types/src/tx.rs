@@ -4,7 +4,9 @@ use crate::{
     bytes::Signature,
     codec,
     currency::{CurrencyOp, VoucherOp},
-    hash_parts, Digest, PublicKey,
+    hash_parts,
+    registry::{RegistryChange, RegistryOp},
+    Digest, PublicKey,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
@@ -28,6 +30,8 @@ pub enum Payload {
     Currency(CurrencyOp),
     /// An operation of the gift-voucher module.
     Voucher(VoucherOp),
+    /// An operation of the root chain's registry of service chains.
+    Registry(RegistryOp),
 }
 
 impl Payload {
@@ -37,6 +41,7 @@ impl Payload {
             Self::Transfer { .. } => "transfer",
             Self::Currency(_) => "currency",
             Self::Voucher(_) => "voucher",
+            Self::Registry(_) => "registry",
         }
     }
 
@@ -63,6 +68,11 @@ impl Payload {
                 VoucherOp::Redeem { .. } => "redeem",
                 VoucherOp::Reclaim { .. } => "reclaim",
             },
+            Self::Registry(RegistryOp::Change { change, .. }) => match change {
+                RegistryChange::Register(_) => "register_chain",
+                RegistryChange::SetValidators { .. } => "set_validators",
+            },
+            Self::Registry(RegistryOp::Anchor(_)) => "anchor",
         }
     }
 
