@@ -117,6 +117,7 @@ pub fn write(dir: &Path, p: &LayoutParams) -> anyhow::Result<Layout> {
             frame_bytes_max: 16 << 20,
             consensus: ConsensusParams::default(),
             mempool: MempoolParams::default(),
+            anchoring: None,
         };
         let file = vdir.join("node.toml");
         node.save(&file)?;

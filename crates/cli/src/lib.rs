@@ -6,7 +6,9 @@ pub mod currency_cli;
 pub mod demo;
 pub mod layout;
 pub mod load;
+pub mod multichain;
 pub mod procs;
+pub mod relay;
 pub mod testnet;
 
 /// Parses durations like `30s`, `2m`, `500ms`, `1h`, `90d` (a bare number is seconds).

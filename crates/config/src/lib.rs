@@ -238,6 +238,31 @@ pub struct NodeConfig {
     /// Mempool tunables.
     #[serde(default)]
     pub mempool: MempoolParams,
+    /// On a service chain: where and how often to anchor to the root chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchoring: Option<AnchoringConfig>,
+}
+
+/// How a service-chain validator relays anchors to its root chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchoringConfig {
+    /// API addresses of root-chain nodes (tried in turn).
+    pub root_api: Vec<String>,
+    /// Anchor when the chain is this many blocks past its last anchor.
+    #[serde(default = "default_anchor_every_blocks")]
+    pub every_blocks: u64,
+    /// How often to look, in milliseconds.
+    #[serde(default = "default_anchor_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_anchor_every_blocks() -> u64 {
+    50
+}
+
+fn default_anchor_interval_ms() -> u64 {
+    1_000
 }
 
 fn default_frame_bytes_max() -> usize {
@@ -291,6 +316,14 @@ impl NodeConfig {
         }
         if self.mempool.txs_max == 0 || self.mempool.submit_batch_max == 0 {
             return Err(invalid("mempool", "bounds must be positive"));
+        }
+        if let Some(a) = &self.anchoring {
+            if a.root_api.is_empty() || a.every_blocks == 0 || a.interval_ms < 100 {
+                return Err(invalid(
+                    "anchoring",
+                    "root_api must list a node, every_blocks >= 1, interval_ms >= 100",
+                ));
+            }
         }
         Ok(())
     }
@@ -416,6 +449,7 @@ mod tests {
             frame_bytes_max: default_frame_bytes_max(),
             consensus: ConsensusParams::default(),
             mempool: MempoolParams::default(),
+            anchoring: None,
         };
         let path = dir.join("node.toml");
         cfg.save(&path).unwrap();

@@ -134,6 +134,13 @@ struct TestnetArgs {
     /// Run this long, print a summary and exit (e.g. 30s, 2m); default: until Ctrl-C.
     #[arg(long = "for", value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// Also start this many service chains anchored to a root chain (each with --validators
+    /// validators, ports 100 apart; the load is offered to every chain).
+    #[arg(long, default_value_t = 0)]
+    service_chains: usize,
+    /// With --service-chains: anchor every this many blocks.
+    #[arg(long, default_value_t = 50)]
+    anchor_every: u64,
     #[command(flatten)]
     layout: LayoutArgs,
 }
@@ -310,6 +317,27 @@ async fn main() -> anyhow::Result<()> {
                 l.genesis.accounts.len(),
                 l.genesis.supply()
             );
+        }
+        Command::Testnet(args) if args.service_chains > 0 => {
+            anyhow::ensure!(
+                !args.keep,
+                "--keep is not supported with --service-chains yet"
+            );
+            let ok = netchain_cli::multichain::run(netchain_cli::multichain::MultiOptions {
+                dir: args.dir,
+                service_chains: args.service_chains,
+                validators: args.layout.validators,
+                load_tps: args.load,
+                duration: args.duration,
+                p2p_port: args.layout.p2p_port,
+                api_port: args.layout.api_port,
+                port_stride: 100,
+                anchor_every_blocks: args.anchor_every,
+            })
+            .await?;
+            if !ok {
+                bail!("the run did not meet its goals (see the summary)");
+            }
         }
         Command::Testnet(args) => {
             let ok = testnet::run(TestnetOptions {

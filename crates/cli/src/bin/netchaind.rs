@@ -3,7 +3,9 @@
 use anyhow::Context;
 use clap::Parser;
 use netchain_config::NodeConfig;
+use netchain_crypto::KeyFile;
 use netchain_node::Node;
+use netchain_types::registry::ChainRole;
 use std::path::PathBuf;
 
 /// Runs one netchain validator.
@@ -37,8 +39,26 @@ async fn main() -> anyhow::Result<()> {
     init_logs(args.log_json);
     let cfg = NodeConfig::load(&args.config)?;
     let api_override = cfg.api_listen.clone();
+    let anchoring = cfg.anchoring.clone();
+    let key_file = cfg.key_file.clone();
     let node = Node::start(cfg).await?;
     let shared = node.shared.clone();
+    // A service chain's validators relay its anchors to the root chain.
+    match (&shared.genesis.role, anchoring) {
+        (ChainRole::Service { root_chain_id, .. }, Some(anchoring)) => {
+            let keypair = KeyFile::load(&key_file)?;
+            tokio::spawn(netchain_cli::relay::run(
+                shared.clone(),
+                keypair,
+                root_chain_id.clone(),
+                anchoring,
+            ));
+        }
+        (ChainRole::Service { .. }, None) => {
+            tracing::warn!("service chain without [anchoring] in the node file: not anchoring")
+        }
+        _ => {}
+    }
     let api_address = api_override.unwrap_or_else(|| {
         shared.committee().validators[shared.me as usize]
             .api_address
