@@ -6,7 +6,10 @@
 mod common;
 
 use common::{free_base_port, tail, SERIAL};
-use netchain_cli::multichain::{self, MultiNet, MultiOptions};
+use netchain_api::chains::{AnchorResponse, StateProofResponse};
+use netchain_cli::layout::demo_account;
+use netchain_cli::multichain::{self, MultiNet, MultiOptions, ROOT_CHAIN};
+use netchain_client::verify_cross_chain_account;
 use std::time::{Duration, Instant};
 
 async fn height(net: &MultiNet, chain: usize) -> u64 {
@@ -44,6 +47,105 @@ where
     panic!("timed out waiting for {what}\n{}", logs.join("\n"));
 }
 
+/// An account of svc-2 proven through the root's anchor with only the root committee's keys;
+/// every kind of tampering is refused; the CLI does the same.
+async fn cross_chain_proof(net: &MultiNet) {
+    let root = &net.chains[0];
+    let svc = &net.chains[2];
+    let pk = demo_account("svc-2", 0).public();
+    let start = Instant::now();
+    let anchor: AnchorResponse = loop {
+        // The newest anchor may be newer than the newest certified root checkpoint: retry.
+        match root.clients[0]
+            .get_typed("/v1/chains/svc-2/anchors/latest?proof=true")
+            .await
+        {
+            Ok(a) => break a,
+            Err(e) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "no anchor proof: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let key = hex::encode(netchain_execution::account_key(&pk));
+    let state: StateProofResponse = svc.clients[0]
+        .get_typed(&format!(
+            "/v1/state/proof?key={key}&height={}",
+            anchor.anchor.height
+        ))
+        .await
+        .unwrap();
+    let committee = &root.layout.genesis.committee;
+    let v =
+        verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, &anchor, &state).unwrap();
+    assert_eq!(v.height, anchor.anchor.height);
+    assert_eq!(v.account.unwrap().balance, 1_000_000_000);
+    // Tampering: a richer account, another anchor record, a forged root signature, the wrong
+    // chain, and the service chain's own committee posing as the root's.
+    let mut richer = state.clone();
+    let mut acct = v.account.unwrap();
+    acct.balance += 1;
+    richer.value_hex = Some(hex::encode(netchain_types::encode(&acct)));
+    let mut moved = anchor.clone();
+    let p = moved.proof.as_mut().unwrap();
+    let mut record: netchain_execution::registry::AnchorRecord =
+        netchain_types::decode(&hex::decode(&p.value_hex).unwrap(), 4_096).unwrap();
+    record.state_root = netchain_types::Digest([7; 32]);
+    p.value_hex = hex::encode(netchain_types::encode(&record));
+    let mut forged = anchor.clone();
+    forged.proof.as_mut().unwrap().checkpoint.signatures[0].1 .0[5] ^= 1;
+    let svc_committee = &svc.layout.genesis.committee;
+    for (what, result) in [
+        (
+            "richer account",
+            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, &anchor, &richer),
+        ),
+        (
+            "moved anchor",
+            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, &moved, &state),
+        ),
+        (
+            "forged root signature",
+            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, &forged, &state),
+        ),
+        (
+            "wrong chain",
+            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-1", &pk, &anchor, &state),
+        ),
+        (
+            "wrong committee",
+            verify_cross_chain_account(svc_committee, ROOT_CHAIN, "svc-2", &pk, &anchor, &state),
+        ),
+    ] {
+        assert!(result.is_err(), "{what} was accepted");
+    }
+    // The command line.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_netchain"))
+        .args([
+            "verify",
+            "--account",
+            &pk.to_string(),
+            "--chain",
+            "svc-2",
+            "--root-genesis",
+        ])
+        .arg(root.layout.genesis_file())
+        .args(["--root-node", root.layout.api_address(0)])
+        .args(["--node", svc.layout.api_address(0)])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("verified: on svc-2"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_halted_service_chain_does_not_stop_the_others_and_resumes_anchoring() {
     let _serial = SERIAL.lock().await;
@@ -70,6 +172,7 @@ async fn a_halted_service_chain_does_not_stop_the_others_and_resumes_anchoring()
         })
         .await;
     }
+    cross_chain_proof(&net).await;
     // svc-1 loses its quorum.
     net.chains[1].kill(2).await;
     net.chains[1].kill(3).await;

@@ -310,3 +310,79 @@ pub fn verify_account_proof(
         account,
     })
 }
+
+/// An account of a service chain, proven through the root chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrossChainAccount {
+    /// Root checkpoint height the proof goes through.
+    pub root_height: u64,
+    /// Service-chain height of the anchor.
+    pub height: u64,
+    /// Service-chain state root at that height (as the root anchored it).
+    pub state_root: Digest,
+    /// The account there (None: absent).
+    pub account: Option<Account>,
+}
+
+/// Checks that account `pk` of service chain `chain_id` has the given value in a checkpoint the
+/// root chain anchored, using nothing but the root committee's keys: the root checkpoint carries
+/// a quorum of root signatures; a Merkle proof ties the anchor record (service height, block,
+/// state root) to that root checkpoint's state; a second Merkle proof ties the account to the
+/// anchored service state root.
+pub fn verify_cross_chain_account(
+    root_committee: &Committee,
+    root_chain_id: &str,
+    chain_id: &str,
+    pk: &PublicKey,
+    anchor: &netchain_api::chains::AnchorResponse,
+    state: &netchain_api::chains::StateProofResponse,
+) -> Result<CrossChainAccount, String> {
+    use netchain_execution::registry::{anchor_key, AnchorRecord};
+    let proof = anchor
+        .proof
+        .as_ref()
+        .ok_or("the anchor carries no root proof")?;
+    let root = &proof.checkpoint.checkpoint;
+    if root.chain_id != root_chain_id {
+        return Err(format!("root checkpoint is for chain {:?}", root.chain_id));
+    }
+    verify_checkpoint_cert(root_committee, &proof.checkpoint)
+        .map_err(|e| format!("root checkpoint: {e}"))?;
+    let record_bytes = hex::decode(&proof.value_hex).map_err(|e| format!("anchor hex: {e}"))?;
+    let record: AnchorRecord =
+        codec::decode(&record_bytes, 4_096).map_err(|e| format!("anchor record: {e}"))?;
+    let root_proof =
+        StateProof(hex::decode(&proof.state_proof_hex).map_err(|e| format!("proof hex: {e}"))?);
+    root_proof
+        .verify(
+            root.state_root.0,
+            &anchor_key(chain_id, record.height),
+            Some(&record_bytes),
+        )
+        .map_err(|e| format!("the root does not hold this anchor: {e}"))?;
+    if state.height != record.height || state.state_root != record.state_root {
+        return Err(format!(
+            "the service proof is for height {} (root {}), the anchor for {} (root {})",
+            state.height, state.state_root, record.height, record.state_root
+        ));
+    }
+    let value = match &state.value_hex {
+        Some(h) => Some(hex::decode(h).map_err(|e| format!("account hex: {e}"))?),
+        None => None,
+    };
+    let service_proof =
+        StateProof(hex::decode(&state.state_proof_hex).map_err(|e| format!("proof hex: {e}"))?);
+    service_proof
+        .verify(record.state_root.0, &account_key(pk), value.as_deref())
+        .map_err(|e| format!("the anchored service state does not hold this account: {e}"))?;
+    let account = match value {
+        Some(bytes) => Some(codec::decode::<Account>(&bytes, 64).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok(CrossChainAccount {
+        root_height: root.height,
+        height: record.height,
+        state_root: record.state_root,
+        account,
+    })
+}

@@ -215,9 +215,19 @@ struct VerifyArgs {
     /// Genesis file holding the committee.
     #[arg(long, default_value = "testnet-data/genesis.json")]
     genesis: PathBuf,
-    /// Node API address to fetch the proof from.
+    /// Node API address to fetch the proof from (with --root-genesis: a service-chain node).
     #[arg(long, default_value = "127.0.0.1:8100")]
     node: String,
+    /// Cross-chain proof: the root chain's genesis; the account is on service chain --chain and
+    /// is proven through the root's latest anchor of it, with only the root committee's keys.
+    #[arg(long, requires = "chain")]
+    root_genesis: Option<PathBuf>,
+    /// With --root-genesis: the service chain's id.
+    #[arg(long)]
+    chain: Option<String>,
+    /// With --root-genesis: a root-chain node's API address.
+    #[arg(long, default_value = "127.0.0.1:8100")]
+    root_node: String,
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -270,7 +280,49 @@ async fn transfer(
     bail!("not committed within 60 s")
 }
 
+async fn verify_cross_chain(
+    args: &VerifyArgs,
+    root_genesis: &std::path::Path,
+) -> anyhow::Result<()> {
+    let chain = args.chain.as_deref().context("--chain is required")?;
+    let genesis = Genesis::load(root_genesis)?;
+    let root = Client::new(&args.root_node);
+    let anchor: netchain_api::chains::AnchorResponse = root
+        .get_typed(&format!("/v1/chains/{chain}/anchors/latest?proof=true"))
+        .await
+        .context("fetching the root's latest anchor with its proof")?;
+    let key = hex::encode(netchain_execution::account_key(&args.account));
+    let state: netchain_api::chains::StateProofResponse = Client::new(&args.node)
+        .get_typed(&format!(
+            "/v1/state/proof?key={key}&height={}",
+            anchor.anchor.height
+        ))
+        .await
+        .context("fetching the account's proof from the service chain")?;
+    match netchain_client::verify_cross_chain_account(
+        &genesis.committee,
+        &genesis.chain_id,
+        chain,
+        &args.account,
+        &anchor,
+        &state,
+    ) {
+        Ok(v) => {
+            let (balance, nonce) = v.account.map_or((0, 0), |a| (a.balance, a.nonce));
+            println!(
+                "verified: on {chain} at height {} (state root {}), account {} has balance {balance}, nonce {nonce}; anchored on {} and certified by a quorum of its committee at root height {}",
+                v.height, v.state_root, args.account, genesis.chain_id, v.root_height
+            );
+            Ok(())
+        }
+        Err(e) => bail!("cross-chain proof does NOT verify: {e}"),
+    }
+}
+
 async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    if let Some(root_genesis) = &args.root_genesis {
+        return verify_cross_chain(&args, root_genesis).await;
+    }
     let genesis = Genesis::load(&args.genesis)?;
     let client = Client::new(&args.node);
     let resp = client.account(&args.account, true).await?;
