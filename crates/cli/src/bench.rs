@@ -4,6 +4,7 @@
 
 use crate::demo::{self, DemoArgs};
 use crate::layout::{demo_account, LayoutParams};
+use crate::multichain::{self, MultiNet, MultiOptions};
 use crate::procs::{netchaind_path, wait_ready, NodeProcess};
 use crate::testnet::prepare_dir;
 use anyhow::{bail, Context};
@@ -72,6 +73,34 @@ pub struct BenchArgs {
     /// Print one JSON report instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Start a root chain and this many service chains and offer --rate to every chain at once
+    /// (per-chain and aggregate figures).
+    #[arg(long, default_value_t = 0)]
+    pub service_chains: usize,
+}
+
+/// Figures of one chain in a multi-chain run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainStep {
+    /// Chain id.
+    pub chain_id: String,
+    /// Its step.
+    pub step: StepReport,
+}
+
+/// The report of a multi-chain run.
+#[derive(Clone, Debug, Serialize)]
+pub struct MultiReport {
+    /// Validators per chain.
+    pub validators: usize,
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// Per chain, root first.
+    pub chains: Vec<ChainStep>,
+    /// Sum of the chains' finalized TPS.
+    pub aggregate_tps: f64,
+    /// Aggregate per logical CPU.
+    pub aggregate_tps_per_cpu: f64,
 }
 
 /// CPU a process used during the measurement.
@@ -138,6 +167,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.workload == Workload::LocalCurrency {
         return local_currency(args).await;
     }
+    if args.service_chains > 0 {
+        return multi_chain(args).await;
+    }
     let mut procs: Vec<NodeProcess> = Vec::new();
     let (clients, chain) = if args.target.is_empty() {
         let layout = prepare_dir(
@@ -168,7 +200,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let chain = clients[0].status().await?.chain_id;
         (clients, chain)
     };
-    let result = drive(&args, &clients, &chain, &procs).await;
+    let pids: Vec<(String, u32)> = procs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.child.id().map(|pid| (format!("validator-{i}"), pid)))
+        .collect();
+    let result = drive(&args, &clients, &chain, &pids).await;
     for p in &mut procs {
         p.kill().await;
     }
@@ -220,21 +257,19 @@ fn print_report(report: &BenchReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn drive(
-    args: &BenchArgs,
-    clients: &[Client],
+/// The demo accounts of `chain` and their next nonces, checking they are funded.
+async fn accounts_of(
+    client: &Client,
     chain: &str,
-    procs: &[NodeProcess],
-) -> anyhow::Result<BenchReport> {
-    wait_ready(clients, Duration::from_secs(30)).await?;
-    let keys: Vec<Keypair> = (0..args.accounts).map(|i| demo_account(chain, i)).collect();
+    accounts: usize,
+) -> anyhow::Result<(Vec<Keypair>, Vec<u64>)> {
+    let keys: Vec<Keypair> = (0..accounts).map(|i| demo_account(chain, i)).collect();
     // Next nonce of every account (a targeted network may have used them).
     let mut nonces = vec![0u64; keys.len()];
     for (chunk_start, chunk) in keys.chunks(64).enumerate().map(|(i, c)| (i * 64, c)) {
         let futs = chunk.iter().map(|k| {
             let pk = k.public();
-            let c = &clients[0];
-            async move { c.account(&pk, false).await }
+            async move { client.account(&pk, false).await }
         });
         for (i, a) in futures::future::join_all(futs)
             .await
@@ -250,11 +285,17 @@ async fn drive(
             nonces[chunk_start + i] = a.nonce;
         }
     }
-    let pids: Vec<(String, u32)> = procs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| p.child.id().map(|pid| (format!("validator-{i}"), pid)))
-        .collect();
+    Ok((keys, nonces))
+}
+
+async fn drive(
+    args: &BenchArgs,
+    clients: &[Client],
+    chain: &str,
+    pids: &[(String, u32)],
+) -> anyhow::Result<BenchReport> {
+    wait_ready(clients, Duration::from_secs(30)).await?;
+    let (keys, mut nonces) = accounts_of(&clients[0], chain, args.accounts).await?;
     let mut steps = Vec::new();
     let mut rate = args.rate.max(1);
     let mut saturation = None;
@@ -270,7 +311,7 @@ async fn drive(
         }
         let txs = presign(chain, &keys, &mut nonces, total as usize, !args.json);
         tx_bytes = codec::encode(&txs[0]).len();
-        let step = offer(clients, txs, rate, &pids, !args.json).await?;
+        let step = offer(clients, txs, rate, pids, !args.json).await?;
         let kept_up = step.finalized_tps >= 0.9 * rate as f64
             && step.latency_ms_p50.is_some_and(|p| p < 2_000);
         if kept_up {
@@ -603,6 +644,106 @@ async fn read_commits(
             }
         }
     }
+}
+
+/// Every chain of a root + service-chain network offered `--rate` at once.
+async fn multi_chain(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.target.is_empty() && !args.ramp,
+        "--service-chains starts its own network and runs one step (drop --target and --ramp)"
+    );
+    let mut net = multichain::start(&MultiOptions {
+        dir: args.dir.clone(),
+        service_chains: args.service_chains,
+        validators: args.validators,
+        load_tps: 0,
+        duration: None,
+        p2p_port: args.p2p_port,
+        api_port: args.api_port,
+        port_stride: 100,
+        anchor_every_blocks: 50,
+        accounts: args.accounts,
+    })
+    .await?;
+    let result = multi_chain_steps(&args, &net).await;
+    net.stop().await;
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "bench: transfers on a root chain + {} service chains, {} validators each, {} CPUs",
+        args.service_chains, report.validators, report.cpus
+    );
+    for c in &report.chains {
+        let s = &c.step;
+        let p = |v: Option<u64>| v.map_or("-".into(), |v| format!("{v} ms"));
+        println!(
+            "  {:<14} offered {:>6} tx/s: finalized {:>7.0} tx/s | latency p50 {} p99 {} | committed {} missing {}",
+            c.chain_id,
+            s.offered_tps,
+            s.finalized_tps,
+            p(s.latency_ms_p50),
+            p(s.latency_ms_p99),
+            s.committed,
+            s.missing
+        );
+    }
+    println!(
+        "  aggregate: {:.0} finalized tx/s ({:.0} per CPU)",
+        report.aggregate_tps, report.aggregate_tps_per_cpu
+    );
+    Ok(())
+}
+
+async fn multi_chain_steps(args: &BenchArgs, net: &MultiNet) -> anyhow::Result<MultiReport> {
+    let total = args.rate.max(1) * args.duration.as_secs().max(1);
+    anyhow::ensure!(
+        total.div_ceil(args.accounts as u64) <= 900,
+        "{total} transactions per chain over {} accounts exceeds the per-sender bound: raise --accounts",
+        args.accounts
+    );
+    // Pre-sign every chain's workload first, then offer to all chains at once.
+    let mut work = Vec::new();
+    for c in &net.chains {
+        let chain = c.layout.genesis.chain_id.clone();
+        let (keys, mut nonces) = accounts_of(&c.clients[0], &chain, args.accounts).await?;
+        let txs = presign(&chain, &keys, &mut nonces, total as usize, !args.json);
+        let pids: Vec<(String, u32)> = c
+            .procs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                p.as_ref()
+                    .and_then(|p| p.child.id())
+                    .map(|pid| (format!("{chain}/validator-{i}"), pid))
+            })
+            .collect();
+        work.push((chain, c.clients.clone(), txs, pids));
+    }
+    let runs = work
+        .into_iter()
+        .map(|(chain, clients, txs, pids)| async move {
+            let step = offer(&clients, txs, args.rate.max(1), &pids, false).await?;
+            anyhow::Ok(ChainStep {
+                chain_id: chain,
+                step,
+            })
+        });
+    let chains: Vec<ChainStep> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let aggregate_tps: f64 = chains.iter().map(|c| c.step.finalized_tps).sum();
+    Ok(MultiReport {
+        validators: args.validators,
+        cpus,
+        chains,
+        aggregate_tps,
+        aggregate_tps_per_cpu: aggregate_tps / cpus as f64,
+    })
 }
 
 /// The local-currency workload: the city demo at the given rate, reported like a bench step.

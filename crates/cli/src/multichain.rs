@@ -47,6 +47,8 @@ pub struct MultiOptions {
     pub port_stride: u16,
     /// Anchor every this many blocks.
     pub anchor_every_blocks: u64,
+    /// Funded demo accounts per chain.
+    pub accounts: usize,
 }
 
 /// The demo governance keys of a root chain (public knowledge: local use only).
@@ -143,7 +145,7 @@ pub async fn start(opts: &MultiOptions) -> anyhow::Result<MultiNet> {
     let params = |chain_id: &str, c: usize| LayoutParams {
         chain_id: chain_id.into(),
         validators: opts.validators,
-        accounts: 200,
+        accounts: opts.accounts,
         balance: 1_000_000_000,
         p2p_base_port: opts.p2p_port + opts.port_stride * c as u16,
         api_base_port: opts.api_port + opts.port_stride * c as u16,

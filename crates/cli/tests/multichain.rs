@@ -161,6 +161,7 @@ async fn a_halted_service_chain_does_not_stop_the_others_and_resumes_anchoring()
         api_port: base + 4,
         port_stride: 8,
         anchor_every_blocks: 5,
+        accounts: 20,
     };
     let mut net = multichain::start(&opts).await.unwrap();
     let long = Duration::from_secs(60);

@@ -385,6 +385,7 @@ async fn main() -> anyhow::Result<()> {
                 api_port: args.layout.api_port,
                 port_stride: 100,
                 anchor_every_blocks: args.anchor_every,
+                accounts: args.layout.accounts,
             })
             .await?;
             if !ok {
