@@ -1083,6 +1083,54 @@
     );
   }
 
+  // ---------- root chain registry ----------
+
+  async function renderChains(app, token) {
+    loading(app, "service chains");
+    let list;
+    try {
+      list = await api("/v1/chains");
+    } catch (e) {
+      if (token === state.routeToken) app.replaceChildren(errorBox(e, "The chain registry"));
+      return;
+    }
+    if (token !== state.routeToken) return;
+    const rows = list.map((c) => {
+      const epoch = c.epochs[c.epochs.length - 1];
+      const last = c.last_anchor;
+      return h(
+        "tr",
+        { "data-chain": c.chain.chain_id },
+        h("td", { class: "mono" }, c.chain.chain_id),
+        h("td", {}, c.chain.purpose),
+        h("td", { class: "num" }, fmt(epoch.epoch) + " (" + epoch.validators.length + " validators)"),
+        h("td", { class: "num", id: "anchored-" + c.chain.chain_id }, last ? fmt(last.height) : "–"),
+        h("td", {}, last ? blockLink(last.root_height, fmt(last.root_height)) : "–"),
+        h("td", { class: "num" }, fmt(c.anchors)),
+        h("td", {}, h("span", { class: "badge " + (c.flagged ? "rejected" : "committed") }, c.flagged ? "flagged: conflicting checkpoints" : "ok")),
+      );
+    });
+    app.replaceChildren(
+      h(
+        "section",
+        { id: "chains-page" },
+        h("h1", {}, "Service chains"),
+        h(
+          "div",
+          { class: "card" },
+          list.length === 0
+            ? h("p", { class: "empty" }, "No service chain is registered here (this is not a root chain, or none joined yet: netchain testnet --service-chains 3).")
+            : h(
+                "table",
+                { id: "chain-table" },
+                h("thead", {}, h("tr", {}, h("th", {}, "Chain"), h("th", {}, "Purpose"), h("th", { class: "num" }, "Epoch"), h("th", { class: "num" }, "Anchored height"), h("th", {}, "At root height"), h("th", { class: "num" }, "Anchors"), h("th", {}, "Status"))),
+                h("tbody", {}, ...rows),
+              ),
+        ),
+      ),
+    );
+  }
+
   // ---------- routing ----------
 
   function parseRoute() {
@@ -1092,6 +1140,7 @@
     if (name === "tx" && arg) return { name: "tx", arg: arg.toLowerCase() };
     if (name === "account" && arg) return { name: "account", arg: arg.toLowerCase() };
     if (name === "currencies") return { name: "currencies" };
+    if (name === "chains") return { name: "chains" };
     if (name === "currency" && arg) return { name: "currency", arg: arg.toUpperCase() };
     return { name: "overview" };
   }
@@ -1114,6 +1163,9 @@
         break;
       case "currencies":
         renderCurrencies(app, token);
+        break;
+      case "chains":
+        renderChains(app, token);
         break;
       case "currency":
         renderCurrency(app, state.route.arg, token);
