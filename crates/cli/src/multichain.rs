@@ -387,7 +387,22 @@ async fn drive(opts: &MultiOptions, chains: &mut [Chain]) -> anyhow::Result<bool
         println!();
     }
     let elapsed = start.elapsed().as_secs_f64().max(0.001);
-    // Let the last checkpoints reach the root.
+    // Let the pools drain and the last checkpoints reach the root.
+    let drain = Instant::now();
+    while drain.elapsed() < Duration::from_secs(15) {
+        let mut empty = true;
+        for c in chains.iter() {
+            empty &= statuses(&c.clients)
+                .await
+                .iter()
+                .flatten()
+                .all(|s| s.mempool_size == 0);
+        }
+        if empty {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!("summary ({elapsed:.1} s)");
     let mut ok = true;
