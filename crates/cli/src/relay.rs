@@ -30,7 +30,8 @@ pub async fn run(
     let every = cfg.every_blocks.max(1);
     let n = shared.committee().size() as u64;
     let mut next_root = 0usize;
-    let mut last_seen: (u64, Instant) = (0, Instant::now());
+    // When the next anchor became due (None: not due yet, or just anchored).
+    let mut due_since: Option<(u64, Instant)> = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(cfg.interval_ms.max(100)));
     loop {
         ticker.tick().await;
@@ -47,18 +48,39 @@ pub async fn run(
             }
         };
         let anchored = record.last_anchor.as_ref().map_or(0, |a| a.height);
-        if anchored != last_seen.0 {
-            last_seen = (anchored, Instant::now());
-        }
+        // The epoch whose validator set is this chain's committee (the engine keeps its genesis
+        // committee; a root epoch with other keys cannot be certified by it).
+        let Some(epoch) = record
+            .epochs
+            .iter()
+            .rev()
+            .find(|e| e.validators == shared.committee().validators)
+            .map(|e| e.epoch)
+        else {
+            warn!("no root epoch lists this chain's committee; not relaying");
+            continue;
+        };
         let Some(cert) = newest_executed_checkpoint(&shared) else {
             continue;
         };
         let height = cert.checkpoint.height;
-        if height < anchored + every {
+        if height < anchored.saturating_add(every) {
+            due_since = None;
             continue;
         }
-        let my_turn = (height / every) % n == u64::from(shared.me);
-        let overdue = last_seen.1.elapsed() > Duration::from_millis(cfg.interval_ms * 5);
+        let since = match due_since {
+            Some((a, t)) if a == anchored => t,
+            _ => {
+                let now = Instant::now();
+                due_since = Some((anchored, now));
+                now
+            }
+        };
+        // The turn of the next anchor slot goes round the committee; anyone relays once it has
+        // been due for a few rounds (the turn-holder may be down).
+        let slot = anchored / every + 1;
+        let my_turn = slot % n == u64::from(shared.me);
+        let overdue = since.elapsed() > Duration::from_millis(cfg.interval_ms.saturating_mul(3));
         if !my_turn && !overdue {
             continue;
         }
@@ -91,7 +113,7 @@ pub async fn run(
                 sender: keypair.public(),
                 nonce,
                 payload: Payload::Registry(RegistryOp::Anchor(Anchor {
-                    epoch: record.current_epoch().epoch,
+                    epoch,
                     checkpoint: cert,
                     extension_proof: proof.0,
                 })),

@@ -319,6 +319,12 @@ fn set_validators<B: KvBackend>(
         ));
     }
     check_validators(validators)?;
+    if rec.flagged {
+        // A new validator set is how the consortium recovers a chain whose old set equivocated:
+        // the old sets can no longer certify anything.
+        rec.epochs.clear();
+        rec.flagged = false;
+    }
     rec.epochs.push(Epoch {
         epoch,
         validators: validators.to_vec(),
@@ -327,8 +333,6 @@ fn set_validators<B: KvBackend>(
     if rec.epochs.len() > EPOCHS_KEPT {
         rec.epochs.remove(0);
     }
-    // A new validator set is how the consortium recovers a chain whose old set equivocated.
-    rec.flagged = false;
     ov.put(chain_key(chain_id), &rec);
     Ok(())
 }
@@ -346,30 +350,21 @@ fn accept_anchor<B: KvBackend>(ov: &mut Overlay<'_, B>, env: &Env<'_>, anchor: &
                 format!("no epoch {} for {}", anchor.epoch, cp.chain_id),
             )
         })?;
-    if rec
-        .last_anchor
-        .as_ref()
-        .is_some_and(|l| anchor.epoch < l.epoch)
-    {
-        return Err(rule("stale_epoch", "an anchor of a newer epoch exists"));
-    }
-    // The certificate: a quorum of that epoch's validators signed this checkpoint.
+    // Cheap checks first; the certificate (a quorum of signature checks) only after them.
     let committee = Committee {
         validators: epoch.validators.clone(),
     };
-    let msg = cp.signing_message();
-    let signed: Vec<_> = anchor
-        .checkpoint
-        .signatures
-        .iter()
-        .map(|(i, s)| (*i, msg, *s))
-        .collect();
-    if let Err(e) = verify_quorum(&committee, &signed) {
-        return Err(rule(
-            "bad_certificate",
-            format!("checkpoint certificate: {e}"),
-        ));
-    }
+    let verify_certificate = || -> R<()> {
+        let msg = cp.signing_message();
+        let signed: Vec<_> = anchor
+            .checkpoint
+            .signatures
+            .iter()
+            .map(|(i, s)| (*i, msg, *s))
+            .collect();
+        verify_quorum(&committee, &signed)
+            .map_err(|e| rule("bad_certificate", format!("checkpoint certificate: {e}")))
+    };
     // The same height anchored before: the same block is stale; another block is evidence.
     let ak = anchor_key(&cp.chain_id, cp.height);
     if let Some(anchored) = ov.get::<AnchorRecord>(&ak)? {
@@ -379,6 +374,13 @@ fn accept_anchor<B: KvBackend>(ov: &mut Overlay<'_, B>, env: &Env<'_>, anchor: &
                 format!("height {} is already anchored", cp.height),
             ));
         }
+        if rec.flagged {
+            return Err(rule(
+                "chain_flagged",
+                "the chain is already flagged; evidence is kept once",
+            ));
+        }
+        verify_certificate()?;
         ov.put(
             evidence_key(&cp.chain_id, cp.height),
             &Evidence {
@@ -411,6 +413,7 @@ fn accept_anchor<B: KvBackend>(ov: &mut Overlay<'_, B>, env: &Env<'_>, anchor: &
             ),
         ));
     }
+    verify_certificate()?;
     // Extension: the new state records the previous anchor's block in its history.
     let proof = StateProof(anchor.extension_proof.clone());
     if proof

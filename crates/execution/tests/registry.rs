@@ -377,9 +377,14 @@ fn conflicting_certificates_are_evidence_and_a_new_epoch_recovers() {
         .unwrap();
     assert_eq!(
         (ev.anchored.block_id, ev.conflicting),
-        (svc.ids[4], conflicting)
+        (svc.ids[4], conflicting.clone())
     );
     assert!(root.record().flagged);
+    assert_eq!(
+        root.anchor(0, conflicting.clone(), vec![]),
+        "chain_flagged",
+        "evidence is kept once"
+    );
     svc.block(&[]);
     svc.block(&[]);
     assert_eq!(
@@ -399,6 +404,13 @@ fn conflicting_certificates_are_evidence_and_a_new_epoch_recovers() {
     let rec = root.record();
     assert!(!rec.flagged);
     assert_eq!(rec.current_epoch().epoch, 1);
+    assert_eq!(rec.epochs.len(), 1, "the set that equivocated is retired");
+    // The old set can neither anchor as epoch 0 nor re-flag the chain with the old evidence.
+    assert_eq!(
+        root.anchor(0, svc.checkpoint(6, &keys, &[0, 1, 2]), svc.extension(6, 4)),
+        "unknown_epoch"
+    );
+    assert_eq!(root.anchor(0, conflicting, vec![]), "unknown_epoch");
     // The old set can no longer certify for epoch 1; the new one can.
     assert_eq!(
         root.anchor(1, svc.checkpoint(6, &keys, &[0, 1, 2]), svc.extension(6, 4)),
