@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -449,7 +449,6 @@ async fn offer(
         last_commit_us: 0,
     }));
     let start = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
     let from = clients[0].status().await?.height;
     let reader = tokio::spawn(read_commits(
         clients[0].clone(),
@@ -457,7 +456,6 @@ async fn offer(
         index,
         tracker.clone(),
         start,
-        stop.clone(),
     ));
     let cpu_before: Vec<Option<f64>> = pids
         .iter()
@@ -544,7 +542,6 @@ async fn offer(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stop.store(true, Ordering::Relaxed);
     reader.abort();
     if tty {
         println!();
@@ -602,39 +599,19 @@ async fn read_commits(
     index: HashMap<Digest, u32>,
     tracker: Arc<Mutex<Tracker>>,
     start: Instant,
-    stop: Arc<AtomicBool>,
 ) {
-    let mut cursor = format!("{from_height}:0");
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(mut stream) = client.events(&format!("type=tx&cursor={cursor}")).await else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        };
-        while let Ok(Some(ev)) = stream.next().await {
-            let Ok(data) = serde_json::from_str::<serde_json::Value>(&ev.data) else {
-                continue;
-            };
-            if ev.kind == "resume" {
-                if let Some(c) = data["cursor"].as_str() {
-                    cursor = c.to_string();
-                }
-                break;
-            }
-            cursor = ev.id;
-            let Some(i) = data["id"]
-                .as_str()
-                .and_then(|s| s.parse::<Digest>().ok())
-                .and_then(|id| index.get(&id).copied())
-            else {
-                continue;
+    client
+        .follow_txs(from_height, |ev| {
+            let Some(&i) = index.get(&ev.id) else {
+                return;
             };
             let now_us = start.elapsed().as_micros() as u64;
             let mut t = tracker.lock().expect("tracker");
             let i = i as usize;
             if t.outcome[i] == 1 || t.outcome[i] == 2 {
-                continue; // a duplicate copy
+                return; // a duplicate copy
             }
-            if data["status"] == "applied" {
+            if ev.applied {
                 t.outcome[i] = 1;
                 let sent = t.sent_us[i];
                 t.latencies_ms.push(now_us.saturating_sub(sent) / 1_000);
@@ -642,8 +619,8 @@ async fn read_commits(
             } else {
                 t.outcome[i] = 2;
             }
-        }
-    }
+        })
+        .await;
 }
 
 /// Every chain of a root + service-chain network offered `--rate` at once.

@@ -839,40 +839,14 @@ fn setup_flight(actor: Actor, nonce: u64) -> Inflight {
 
 /// Follows the committed transactions on validator 0 and applies their outcomes to the model.
 async fn read_events(demo: Arc<Demo>, from_height: u64) {
-    let mut cursor = format!("{from_height}:0");
-    loop {
-        let mut stream = match demo.clients[0]
-            .events(&format!("type=tx&cursor={cursor}"))
-            .await
-        {
-            Ok(s) => s,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        while let Ok(Some(ev)) = stream.next().await {
-            let Ok(data) = serde_json::from_str::<serde_json::Value>(&ev.data) else {
-                continue;
-            };
-            if ev.kind == "resume" {
-                if let Some(c) = data["cursor"].as_str() {
-                    cursor = c.to_string();
-                }
-                break;
-            }
-            cursor = ev.id.clone();
-            let (Some(id), Some(status)) = (
-                data["id"].as_str().and_then(|s| s.parse::<Digest>().ok()),
-                data["status"].as_str(),
-            ) else {
-                continue;
-            };
+    let client = demo.clients[0].clone();
+    client
+        .follow_txs(from_height, |ev| {
             let mut m = demo.model.lock().expect("model");
-            m.events_height = data["height"].as_u64().unwrap_or(m.events_height);
-            m.outcome(&id, status == "applied", data["code"].as_str());
-        }
-    }
+            m.events_height = m.events_height.max(ev.height);
+            m.outcome(&ev.id, ev.applied, ev.code.as_deref());
+        })
+        .await;
 }
 
 /// Offers the workload at `rate` operations per second until stopped.

@@ -386,3 +386,55 @@ pub fn verify_cross_chain_account(
         account,
     })
 }
+
+/// A committed transaction as the event stream reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxEvent {
+    /// Transaction id.
+    pub id: Digest,
+    /// Height of the block that carried it.
+    pub height: u64,
+    /// Whether it applied.
+    pub applied: bool,
+    /// Rejection code (`duplicate` for a copy without a receipt of its own).
+    pub code: Option<String>,
+}
+
+impl Client {
+    /// Follows committed transactions from `from_height` on, calling `on_tx` for each, for as
+    /// long as the caller's task lives: reconnects after errors and resumes where a lagging
+    /// subscription was cut.
+    pub async fn follow_txs(&self, from_height: u64, mut on_tx: impl FnMut(TxEvent)) {
+        let mut cursor = format!("{from_height}:0");
+        loop {
+            let Ok(mut stream) = self.events(&format!("type=tx&cursor={cursor}")).await else {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            };
+            while let Ok(Some(ev)) = stream.next().await {
+                let Ok(data) = serde_json::from_str::<serde_json::Value>(&ev.data) else {
+                    continue;
+                };
+                if ev.kind == "resume" {
+                    if let Some(c) = data["cursor"].as_str() {
+                        cursor = c.to_string();
+                    }
+                    break;
+                }
+                cursor = ev.id;
+                let (Some(id), Some(status)) = (
+                    data["id"].as_str().and_then(|s| s.parse::<Digest>().ok()),
+                    data["status"].as_str(),
+                ) else {
+                    continue;
+                };
+                on_tx(TxEvent {
+                    id,
+                    height: data["height"].as_u64().unwrap_or(0),
+                    applied: status == "applied",
+                    code: data["code"].as_str().map(str::to_string),
+                });
+            }
+        }
+    }
+}

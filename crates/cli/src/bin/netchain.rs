@@ -10,10 +10,10 @@ use netchain_cli::parse_duration;
 use netchain_cli::testnet::{self, TestnetOptions};
 use netchain_client::{verify_account_proof, Client};
 use netchain_config::Genesis;
-use netchain_crypto::{sign_transaction, KeyFile, Keypair};
-use netchain_types::{Digest, Payload, PublicKey, Transaction};
+use netchain_crypto::{KeyFile, Keypair};
+use netchain_types::{Digest, Payload, PublicKey};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// netchain: a permissioned BFT blockchain.
 #[derive(Parser)]
@@ -243,41 +243,14 @@ async fn transfer(
     nonce: Option<u64>,
     wait: bool,
 ) -> anyhow::Result<()> {
-    let kp: Keypair = KeyFile::load(&key)?;
-    let client = Client::new(&node);
-    let status = client.status().await.context("reading node status")?;
-    let nonce = match nonce {
-        Some(n) => n,
-        None => client.account(&kp.public(), false).await?.nonce,
+    let signer = currency_cli::Signer {
+        node,
+        key,
+        nonce,
+        no_wait: !wait,
     };
-    let tx = sign_transaction(
-        &kp,
-        Transaction {
-            chain_id: status.chain_id,
-            sender: kp.public(),
-            nonce,
-            payload: Payload::Transfer { to, amount },
-        },
-    );
-    let resp = client.submit(&tx).await?;
-    println!("submitted {} (nonce {nonce})", resp.tx_id);
-    if !wait {
-        return Ok(());
-    }
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if let Some(s) = client.tx_status(&resp.tx_id).await? {
-            if s.status != "pending" {
-                print_json(&s)?;
-                if s.status == "rejected" {
-                    bail!("transaction rejected");
-                }
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("not committed within 60 s")
+    currency_cli::send(&signer, Payload::Transfer { to, amount }).await?;
+    Ok(())
 }
 
 async fn verify_cross_chain(
