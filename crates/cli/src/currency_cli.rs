@@ -12,7 +12,7 @@ use netchain_types::currency::{
 };
 use netchain_types::{hash_parts, Digest, Payload, PublicKey, Reference, Transaction};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Where to send and who signs.
 #[derive(Args, Clone)]
@@ -384,15 +384,10 @@ pub enum VoucherCommand {
     },
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+/// Prints a value as pretty JSON.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn random_reference() -> Reference {
@@ -565,7 +560,7 @@ pub async fn run_currency(cmd: CurrencyCommand) -> anyhow::Result<()> {
                 merchant: kp.public(),
                 amount,
                 reference: random_reference(),
-                expires_at_ms: now_ms() + valid.as_millis() as u64,
+                expires_at_ms: netchain_node::now_ms() + valid.as_millis() as u64,
             };
             let sig = kp.sign(&request.id());
             println!("{}", PaymentQr::Request(request, sig));
@@ -586,7 +581,7 @@ pub async fn run_currency(cmd: CurrencyCommand) -> anyhow::Result<()> {
                 merchant,
                 amount_max: max,
                 reference: random_reference(),
-                expires_at_ms: now_ms() + valid.as_millis() as u64,
+                expires_at_ms: netchain_node::now_ms() + valid.as_millis() as u64,
             };
             let sig = kp.sign(&auth.id());
             println!("{}", PaymentQr::Authorization(auth, sig));
@@ -746,7 +741,7 @@ pub async fn run_voucher(cmd: VoucherCommand) -> anyhow::Result<()> {
                     to,
                     face_value,
                     count,
-                    expires_at_ms: now_ms() + valid.as_millis() as u64,
+                    expires_at_ms: netchain_node::now_ms() + valid.as_millis() as u64,
                 }),
             )
             .await?;

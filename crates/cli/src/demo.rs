@@ -30,7 +30,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// `println!`, or `eprintln!` when quiet (so a JSON report alone reaches stdout).
 macro_rules! say {
@@ -121,12 +121,6 @@ fn key(chain: &str, role: &str, i: u32) -> Keypair {
         )
         .0,
     )
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Districts where the currency can be spent; merchants outside them exist too.
@@ -405,7 +399,7 @@ impl Model {
                         id: voucher_id(id, i),
                         holder,
                         left: face,
-                        expires_at_ms: now_ms() + 3_600_000,
+                        expires_at_ms: netchain_node::now_ms() + 3_600_000,
                     });
                 }
                 "voucher_issue"
@@ -921,7 +915,7 @@ fn plan(
     let mut out = Vec::new();
     let nr = demo.residents.len() as u64;
     let nm = demo.merchants.len() as u64;
-    let now = now_ms();
+    let now = netchain_node::now_ms();
     for _ in 0..ops {
         let roll = rng.below(100);
         if roll < 70 && !m.funded.is_empty() {

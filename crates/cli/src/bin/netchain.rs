@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use netchain_cli::bench::{self, BenchArgs};
-use netchain_cli::currency_cli::{self, CurrencyCommand, VoucherCommand};
+use netchain_cli::currency_cli::{self, print_json, CurrencyCommand, VoucherCommand};
 use netchain_cli::demo::{self, DemoArgs};
 use netchain_cli::layout::{self, LayoutParams};
 use netchain_cli::parse_duration;
@@ -228,11 +228,6 @@ struct VerifyArgs {
     /// With --root-genesis: a root-chain node's API address.
     #[arg(long, default_value = "127.0.0.1:8100")]
     root_node: String,
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
 
 async fn transfer(
