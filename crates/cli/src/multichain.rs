@@ -179,6 +179,7 @@ pub async fn start(opts: &MultiOptions) -> anyhow::Result<MultiNet> {
             cfg.anchoring = Some(AnchoringConfig {
                 root_api: root_api.clone(),
                 every_blocks: opts.anchor_every_blocks,
+                every_ms: 10_000,
                 interval_ms: 1_000,
             });
             cfg.save(file)?;

@@ -1,18 +1,18 @@
-//! The anchoring relay a service-chain validator runs: every so many blocks it submits the
-//! chain's newest certified checkpoint to the root chain, with the proof that it extends the
-//! previously anchored block. Validators take turns by checkpoint height; if the turn-holder is
-//! down, anyone relays once the root's anchor is overdue. Duplicates are refused by the root as
-//! stale, so a second relay costs a little work and changes nothing.
+//! The anchoring relay a service-chain validator runs: on a timer it reads the root's record of
+//! this chain and asks [`netchain_execution::relay::Relay`] whether to submit the chain's newest
+//! certified checkpoint (validators take turns; anyone relays once the anchor is overdue). The
+//! decisions are the same code the simulator drives with crashing relays; this file is the I/O.
 
 use netchain_api::chains::ChainView;
 use netchain_client::Client;
 use netchain_config::AnchoringConfig;
-use netchain_crypto::{sign_transaction, Keypair};
-use netchain_node::Shared;
-use netchain_types::registry::{history_key, Anchor, RegistryOp};
-use netchain_types::{CertifiedCheckpoint, Payload, Transaction};
+use netchain_crypto::Keypair;
+use netchain_execution::relay::{
+    anchor_transaction, extension_proof, newest_executed_checkpoint, Decision, Relay, Schedule,
+};
+use netchain_node::{now_ms, Shared};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// Runs until the process ends.
@@ -27,11 +27,15 @@ pub async fn run(
         warn!("anchoring configured without root API addresses; not relaying");
         return;
     }
-    let every = cfg.every_blocks.max(1);
-    let n = shared.committee().size() as u64;
+    let committee = shared.committee().validators.clone();
+    let schedule = Schedule {
+        every_blocks: cfg.every_blocks,
+        every_ms: cfg.every_ms,
+        interval_ms: cfg.interval_ms,
+    };
+    let mut relay = Relay::new(schedule, u64::from(shared.me), committee.len() as u64);
     let mut next_root = 0usize;
-    // When the next anchor became due (None: not due yet, or just anchored).
-    let mut due_since: Option<(u64, Instant)> = None;
+    let mut warned_epoch = false;
     let mut ticker = tokio::time::interval(Duration::from_millis(cfg.interval_ms.max(100)));
     loop {
         ticker.tick().await;
@@ -47,50 +51,34 @@ pub async fn run(
                 continue;
             }
         };
-        let anchored = record.last_anchor.as_ref().map_or(0, |a| a.height);
-        // The epoch whose validator set is this chain's committee (the engine keeps its genesis
-        // committee; a root epoch with other keys cannot be certified by it).
-        let Some(epoch) = record
-            .epochs
-            .iter()
-            .rev()
-            .find(|e| e.validators == shared.committee().validators)
-            .map(|e| e.epoch)
-        else {
-            warn!("no root epoch lists this chain's committee; not relaying");
-            continue;
-        };
-        let Some(cert) = newest_executed_checkpoint(&shared) else {
-            continue;
-        };
-        let height = cert.checkpoint.height;
-        if height < anchored.saturating_add(every) {
-            due_since = None;
-            continue;
-        }
-        let since = match due_since {
-            Some((a, t)) if a == anchored => t,
-            _ => {
-                let now = Instant::now();
-                due_since = Some((anchored, now));
-                now
+        let cert = match newest_executed_checkpoint(&shared.store, shared.status().height) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "reading checkpoints failed");
+                continue;
             }
         };
-        // The turn of the next anchor slot goes round the committee; anyone relays once it has
-        // been due for a few rounds (the turn-holder may be down).
-        let slot = anchored / every + 1;
-        let my_turn = slot % n == u64::from(shared.me);
-        let overdue = since.elapsed() > Duration::from_millis(cfg.interval_ms.saturating_mul(3));
-        if !my_turn && !overdue {
-            continue;
-        }
-        let proof = match shared
-            .executor
-            .state()
-            .get_with_proof(&history_key(anchored), height)
+        let certified = cert.as_ref().map(|c| c.checkpoint.height);
+        let (epoch, anchored, height) = match relay.decide(now_ms(), &record, &committee, certified)
         {
-            Ok((Some(_), proof)) => proof,
-            Ok((None, _)) => {
+            Decision::Relay {
+                epoch,
+                anchored,
+                height,
+            } => (epoch, anchored, height),
+            Decision::NoEpoch => {
+                if !warned_epoch {
+                    warn!("no root epoch lists this chain's committee; not relaying");
+                    warned_epoch = true;
+                }
+                continue;
+            }
+            Decision::NotDue | Decision::NotMyTurn | Decision::InFlight => continue,
+        };
+        let Some(cert) = cert else { continue };
+        let proof = match extension_proof(&shared.executor, anchored, height) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
                 warn!(
                     anchored,
                     height, "no history entry for the anchored height here"
@@ -106,37 +94,16 @@ pub async fn run(
             Ok(a) => a.nonce,
             Err(_) => continue,
         };
-        let tx = sign_transaction(
-            &keypair,
-            Transaction {
-                chain_id: root_chain_id.clone(),
-                sender: keypair.public(),
-                nonce,
-                payload: Payload::Registry(RegistryOp::Anchor(Anchor {
-                    epoch,
-                    checkpoint: cert,
-                    extension_proof: proof.0,
-                })),
-            },
-        );
+        let tx = anchor_transaction(&keypair, &root_chain_id, nonce, epoch, cert, proof);
         match root.submit(&tx).await {
-            Ok(r) => info!(height, anchored, tx = %r.tx_id, "anchor submitted to the root chain"),
+            Ok(r) => {
+                relay.submitted(anchored, now_ms());
+                info!(height, anchored, tx = %r.tx_id, "anchor submitted to the root chain")
+            }
             Err(e) => {
                 debug!(error = %e, "anchor not accepted by the root node");
                 next_root += 1;
             }
         }
     }
-}
-
-/// The newest checkpoint certified by a quorum whose state this node has executed.
-fn newest_executed_checkpoint(shared: &Shared) -> Option<CertifiedCheckpoint> {
-    let executed = shared.status().height;
-    let latest = shared.store.latest_checkpoint().ok()??;
-    if latest.checkpoint.height <= executed {
-        return Some(latest);
-    }
-    (executed.saturating_sub(256)..=executed)
-        .rev()
-        .find_map(|h| shared.store.checkpoint_at(h).ok().flatten())
 }

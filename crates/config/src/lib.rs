@@ -252,9 +252,17 @@ pub struct AnchoringConfig {
     /// Anchor when the chain is this many blocks past its last anchor.
     #[serde(default = "default_anchor_every_blocks")]
     pub every_blocks: u64,
+    /// Anchor a newer certified checkpoint once it has waited this long, in milliseconds, even
+    /// when fewer than `every_blocks` blocks came after the last anchor (a quiet chain).
+    #[serde(default = "default_anchor_every_ms")]
+    pub every_ms: u64,
     /// How often to look, in milliseconds.
     #[serde(default = "default_anchor_interval_ms")]
     pub interval_ms: u64,
+}
+
+fn default_anchor_every_ms() -> u64 {
+    10_000
 }
 
 fn default_anchor_every_blocks() -> u64 {
@@ -318,10 +326,15 @@ impl NodeConfig {
             return Err(invalid("mempool", "bounds must be positive"));
         }
         if let Some(a) = &self.anchoring {
-            if a.root_api.is_empty() || a.every_blocks == 0 || a.interval_ms < 100 {
+            if a.root_api.is_empty()
+                || a.every_blocks == 0
+                || a.interval_ms < 100
+                || a.every_ms < a.interval_ms
+            {
                 return Err(invalid(
                     "anchoring",
-                    "root_api must list a node, every_blocks >= 1, interval_ms >= 100",
+                    "root_api must list a node, every_blocks >= 1, interval_ms >= 100, \
+                     every_ms >= interval_ms",
                 ));
             }
         }

@@ -10,6 +10,7 @@
 pub mod currency;
 mod overlay;
 pub mod registry;
+pub mod relay;
 
 use borsh::BorshDeserialize;
 use currency::{Env, Fail};

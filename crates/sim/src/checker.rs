@@ -89,6 +89,35 @@ pub enum Violation {
         /// Messages delivered so far.
         delivered: u64,
     },
+    /// The root chain accepted an anchor that is not the service chain's executed block and
+    /// state at that height.
+    AnchorMismatch {
+        /// Service-chain height.
+        height: u64,
+        /// What differs (or "never executed by an honest validator").
+        what: &'static str,
+    },
+    /// The root's anchored height went down from one root height to a later one.
+    AnchorRegressed {
+        /// Anchored height at the lower root height.
+        before: u64,
+        /// Anchored height at the higher root height.
+        after: u64,
+        /// The higher root height.
+        root_height: u64,
+    },
+    /// The root flagged the service chain although at most f of its validators are faulty.
+    ChainFlagged {
+        /// Root height.
+        root_height: u64,
+    },
+    /// The root's anchor did not reach the service chain's height at heal within the bound.
+    AnchorLiveness {
+        /// Anchored height at the end.
+        anchored: u64,
+        /// Height it had to reach.
+        target: u64,
+    },
     /// Transactions still pending when the liveness bound ran out.
     Liveness {
         /// Pending transactions.
@@ -109,7 +138,9 @@ impl Violation {
     pub fn is_safety(&self) -> bool {
         !matches!(
             self,
-            Violation::Liveness { .. } | Violation::MessageStorm { .. }
+            Violation::Liveness { .. }
+                | Violation::MessageStorm { .. }
+                | Violation::AnchorLiveness { .. }
         )
     }
 }
@@ -156,6 +187,13 @@ impl Checker {
     /// Highest height any honest validator committed.
     pub fn committed_height(&self) -> u64 {
         self.chain.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Block id and state root an honest validator executed at `height`, if any did.
+    pub fn executed_at(&self, height: u64) -> Option<(Digest, Digest)> {
+        self.executed
+            .get(&height)
+            .map(|r| (r.block_id, r.state_root))
     }
 
     /// Blocks the core of `v` committed (oldest first).

@@ -25,6 +25,7 @@ pub mod byzantine;
 pub mod checker;
 pub mod clients;
 pub mod disk;
+pub mod federation;
 pub mod node;
 pub mod plan;
 pub mod queue;
@@ -32,6 +33,7 @@ pub mod rng;
 pub mod world;
 
 pub use checker::Violation;
+pub use federation::{run_federation, FederationOutcome};
 pub use plan::{Options, Plan};
 pub use world::{run, Outcome, Stats};
 

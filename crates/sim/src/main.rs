@@ -1,7 +1,7 @@
 //! `netchain-sim`: runs many seeds of the deterministic simulator and reports seeds per second.
 
 use clap::Parser;
-use netchain_sim::{report, run, seed_from_env, Options};
+use netchain_sim::{report, run, run_federation, seed_from_env, Options};
 use std::time::Instant;
 
 /// Runs seeds `start..start+seeds`; stops at the first violation and prints how to replay it.
@@ -23,6 +23,10 @@ struct Args {
     /// Scale of the fault phase and client load in percent of the default (long runs use less).
     #[arg(long, default_value_t = 100)]
     scale: u64,
+    /// Root chain plus a service chain anchoring to it, with crashing relays (each seed runs both
+    /// chains under their own fault plans).
+    #[arg(long, conflicts_with = "planted")]
+    federation: bool,
     /// Print every run's report, not only failures.
     #[arg(long)]
     verbose: bool,
@@ -49,10 +53,15 @@ fn main() {
     let began = Instant::now();
     let mut found = 0u64;
     for (done, seed) in (start..start.saturating_add(count)).enumerate() {
-        let outcome = run(seed, &opts);
-        let failed = outcome.violation.is_some();
+        let (failed, text) = if args.federation {
+            let outcome = run_federation(seed, &opts);
+            (outcome.violation.is_some(), outcome.to_string())
+        } else {
+            let outcome = run(seed, &opts);
+            (outcome.violation.is_some(), report(&outcome))
+        };
         if args.verbose || failed || count == 1 {
-            println!("{}", report(&outcome));
+            println!("{text}");
         }
         if failed {
             found += 1;

@@ -108,6 +108,11 @@ impl Queue {
         Some((e.at, e.ev))
     }
 
+    /// Time of the next event, if any.
+    pub fn next_at(&self) -> Option<u64> {
+        self.heap.peek().map(|e| e.at)
+    }
+
     /// Messages in flight.
     pub fn messages(&self) -> usize {
         self.messages

@@ -7,13 +7,14 @@
 //! everything from the disk exactly as `Node::start` does.
 
 use crate::disk::SimDisk;
-use netchain_consensus::{Action, Core, CoreConfig, Event, SafetyData};
+use netchain_consensus::{Action, CheckpointAggregator, Core, CoreConfig, Event, SafetyData};
 use netchain_crypto::{verify_each, verify_transaction, Keypair};
 use netchain_execution::Executor;
 use netchain_mempool::{Mempool, MempoolConfig};
 use netchain_storage::{ChainStore, ChainTip, WriteBatch};
+use netchain_types::registry::Governance;
 use netchain_types::{
-    codec, Block, Committee, ConsensusMessage, Digest, PublicKey, QuorumCert, Receipt,
+    codec, Block, Checkpoint, Committee, ConsensusMessage, Digest, PublicKey, QuorumCert, Receipt,
     SignedTransaction, ValidatorIndex,
 };
 use std::collections::VecDeque;
@@ -43,7 +44,15 @@ pub struct ChainSetup {
     pub sync_max_blocks: u32,
     /// Most transactions per block.
     pub block_max_txs: usize,
+    /// A root chain's governance (its genesis state then holds the chain registry).
+    pub governance: Option<Governance>,
+    /// Validators sign executed checkpoints and aggregate them into certificates (as the node
+    /// does; only runs with anchoring need them).
+    pub checkpoints: bool,
 }
+
+/// Heights above the last certificate for which checkpoint votes are kept (as in the node).
+const CHECKPOINT_WINDOW: u64 = 256;
 
 /// One executed height, as the checkers see it.
 #[derive(Clone, Debug)]
@@ -93,6 +102,7 @@ struct Running {
     store: ChainStore<SimDisk>,
     tip: ChainTip,
     exec_queue: VecDeque<(Block, QuorumCert)>,
+    checkpoints: Option<CheckpointAggregator>,
 }
 
 /// A validator instance (Twins are two instances with one index and key).
@@ -162,7 +172,11 @@ impl Instance {
         let store = ChainStore::new(self.disk.clone());
         let executor = Executor::new(s.chain_id.clone(), self.disk.clone());
         if store.genesis_hash().expect("sim disk").is_none() {
-            let (state_root, mut batch) = executor.genesis(&s.accounts).expect("genesis");
+            let (state_root, mut batch) = match &s.governance {
+                Some(g) => executor.genesis_root(&s.accounts, g),
+                None => executor.genesis(&s.accounts),
+            }
+            .expect("genesis");
             let tip = ChainTip {
                 qc: QuorumCert::genesis(s.genesis.id()),
                 block: s.genesis.clone(),
@@ -200,7 +214,15 @@ impl Instance {
             now,
         );
         core.recover(recovered);
+        let checkpoints = s.checkpoints.then(|| {
+            let certified = store
+                .latest_checkpoint()
+                .expect("sim disk")
+                .map_or(0, |c| c.checkpoint.height);
+            CheckpointAggregator::new(s.committee.clone(), certified, CHECKPOINT_WINDOW)
+        });
         self.running = Some(Running {
+            checkpoints,
             core,
             mempool: Mempool::new(MempoolConfig::default()),
             executor,
@@ -233,7 +255,11 @@ impl Instance {
                 max_blocks,
             } => serve_catch_up(r, from, from_height, max_blocks, &mut out),
             ConsensusMessage::Transactions { txs } => ingest(r, &self.setup.chain_id, txs),
-            ConsensusMessage::CheckpointVote { .. } => {}
+            ConsensusMessage::CheckpointVote {
+                checkpoint,
+                author,
+                signature,
+            } => on_checkpoint_vote(r, &self.setup.chain_id, checkpoint, author, signature),
             msg => self.step(now, Event::Message { from, msg }, &mut out),
         }
         out
@@ -326,14 +352,78 @@ impl Instance {
                 r.exec_queue.clear();
                 break;
             }
-            out.push(Effect::Executed(execute_one(
-                r,
-                &self.setup.accounts,
-                &block,
-                qc,
-            )));
+            let executed = execute_one(r, &self.setup.accounts, &block, qc);
+            if r.checkpoints.is_some() {
+                let checkpoint = Checkpoint {
+                    chain_id: self.setup.chain_id.clone(),
+                    height: executed.height,
+                    block_id: executed.block_id,
+                    state_root: executed.state_root,
+                };
+                let signature =
+                    self.setup.keys[self.index as usize].sign(&checkpoint.signing_message());
+                on_checkpoint_vote(
+                    r,
+                    &self.setup.chain_id,
+                    checkpoint.clone(),
+                    self.index,
+                    signature,
+                );
+                out.push(Effect::Broadcast(ConsensusMessage::CheckpointVote {
+                    checkpoint,
+                    author: self.index,
+                    signature,
+                }));
+            }
+            out.push(Effect::Executed(executed));
         }
         out
+    }
+
+    /// The newest certified checkpoint whose block this instance executed, with the proof that
+    /// its state records the block at `anchored`: what the instance's relay would submit.
+    pub fn anchor_material(
+        &self,
+        anchored: u64,
+    ) -> Option<(netchain_types::CertifiedCheckpoint, Option<Vec<u8>>)> {
+        let r = self.running.as_ref()?;
+        let cert =
+            netchain_execution::relay::newest_executed_checkpoint(&r.store, r.tip.block.height)
+                .expect("sim disk")?;
+        let proof = netchain_execution::relay::extension_proof(
+            &r.executor,
+            anchored,
+            cert.checkpoint.height,
+        )
+        .expect("sim disk");
+        Some((cert, proof))
+    }
+
+    /// Height of the newest certified checkpoint this instance executed.
+    pub fn certified_height(&self) -> Option<u64> {
+        let r = self.running.as_ref()?;
+        netchain_execution::relay::newest_executed_checkpoint(&r.store, r.tip.block.height)
+            .expect("sim disk")
+            .map(|c| c.checkpoint.height)
+    }
+
+    /// A module value in this instance's executed state (at its tip), if up.
+    pub fn read_state<T: borsh::BorshDeserialize>(&self, key: &[u8]) -> Option<T> {
+        let r = self.running.as_ref()?;
+        r.executor
+            .module_value(key, r.tip.block.height)
+            .expect("sim disk")
+    }
+
+    /// An account's next nonce in this instance's executed state, if up.
+    pub fn nonce(&self, account: &PublicKey) -> Option<u64> {
+        let r = self.running.as_ref()?;
+        Some(
+            r.executor
+                .account(account, r.tip.block.height)
+                .expect("sim disk")
+                .nonce,
+        )
     }
 }
 
@@ -403,6 +493,26 @@ fn ingest(r: &mut Running, chain_id: &str, mut txs: Vec<SignedTransaction>) {
             // Duplicates and stale nonces are expected here.
             let _ = admit(r, chain_id, tx);
         }
+    }
+}
+
+/// A checkpoint vote (another validator's or this one's): a completed quorum is stored as the
+/// node stores it. Bad votes are dropped, as the node drops them.
+fn on_checkpoint_vote(
+    r: &mut Running,
+    chain_id: &str,
+    checkpoint: Checkpoint,
+    author: ValidatorIndex,
+    signature: netchain_types::Signature,
+) {
+    let Some(agg) = r.checkpoints.as_mut() else {
+        return;
+    };
+    if checkpoint.chain_id != chain_id {
+        return;
+    }
+    if let Ok(Some(cert)) = agg.add(checkpoint, author, signature) {
+        r.store.put_checkpoint(&cert).expect("sim disk");
     }
 }
 

@@ -19,6 +19,12 @@ mod faults;
 
 use faults::trace_event;
 
+/// Whether `SIM_TRACE` is set (read once).
+fn trace_on() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("SIM_TRACE").is_some())
+}
+
 /// Timer tick of every instance (as in the node).
 const TICK_MS: u64 = 10;
 /// Messages in flight at most; more are dropped (a full network buffer).
@@ -70,50 +76,72 @@ pub struct Outcome {
 
 /// Runs the seed under `opts`.
 pub fn run(seed: u64, opts: &Options) -> Outcome {
-    World::new(Plan::draw(seed, opts)).run()
+    World::new(Plan::draw(seed, opts), ChainSpec::default()).run()
 }
 
-struct World {
-    plan: Plan,
-    _setup: Arc<ChainSetup>,
-    instances: Vec<Instance>,
+/// Which chain a world runs (the single-chain runs use the default).
+#[derive(Clone, Debug)]
+pub(crate) struct ChainSpec {
+    /// Chain id.
+    pub chain_id: String,
+    /// Root chain governance in the genesis state.
+    pub governance: Option<netchain_types::registry::Governance>,
+    /// Validators sign and aggregate checkpoints.
+    pub checkpoints: bool,
+}
+
+impl Default for ChainSpec {
+    fn default() -> Self {
+        Self {
+            chain_id: "sim".into(),
+            governance: None,
+            checkpoints: false,
+        }
+    }
+}
+
+pub(crate) struct World {
+    pub(crate) plan: Plan,
+    pub(crate) setup: Arc<ChainSetup>,
+    pub(crate) instances: Vec<Instance>,
     twin_no: Vec<u8>,
     adversaries: Vec<Option<Adversary>>,
     rng: Rng,
     client_rng: Rng,
     queue: Queue,
-    now: u64,
+    pub(crate) now: u64,
     blocked: BTreeSet<(usize, usize)>,
     sides: BTreeMap<ValidatorIndex, Vec<u8>>,
     /// Twins' aligned split in force: instances on different sides do not hear each other.
     split: Option<Vec<u8>>,
-    healed: bool,
+    pub(crate) healed: bool,
     exec_scheduled: Vec<bool>,
     history: VecDeque<(ValidatorIndex, ConsensusMessage)>,
-    checker: Checker,
+    pub(crate) checker: Checker,
     clients: Clients,
     submits_left: usize,
     hasher: blake3::Hasher,
-    stats: Stats,
+    pub(crate) stats: Stats,
 }
 
-fn setup(plan: &Plan, rng: &mut Rng, clients: &Clients) -> ChainSetup {
+fn setup(plan: &Plan, spec: ChainSpec, rng: &mut Rng, clients: &Clients) -> ChainSetup {
     let keys: Vec<_> = (0..plan.validators)
         .map(|_| Keypair::from_secret(rng.bytes32()))
         .collect();
     let committee = Committee {
         validators: keys
             .iter()
-            .map(|k| Validator {
+            .enumerate()
+            .map(|(i, k)| Validator {
                 public_key: k.public(),
-                p2p_address: String::new(),
-                api_address: String::new(),
+                p2p_address: format!("{}-{i}.sim:7000", spec.chain_id),
+                api_address: format!("{}-{i}.sim:8080", spec.chain_id),
             })
             .collect(),
     };
     let genesis_hash = hash_parts("sim/genesis", &[&plan.seed.to_le_bytes()]);
     ChainSetup {
-        chain_id: "sim".into(),
+        chain_id: spec.chain_id,
         committee,
         keys,
         genesis_hash,
@@ -122,15 +150,17 @@ fn setup(plan: &Plan, rng: &mut Rng, clients: &Clients) -> ChainSetup {
         round_timeout_ms: plan.round_timeout_ms,
         sync_max_blocks: plan.sync_max_blocks,
         block_max_txs: plan.block_max_txs,
+        governance: spec.governance,
+        checkpoints: spec.checkpoints,
     }
 }
 
 impl World {
-    fn new(plan: Plan) -> Self {
+    pub(crate) fn new(plan: Plan, spec: ChainSpec) -> Self {
         let mut rng = Rng::new(plan.seed);
         let mut client_rng = rng.fork();
-        let clients = Clients::new(plan.clients, "sim", &mut client_rng);
-        let setup = Arc::new(setup(&plan, &mut rng, &clients));
+        let clients = Clients::new(plan.clients, &spec.chain_id, &mut client_rng);
+        let setup = Arc::new(setup(&plan, spec, &mut rng, &clients));
         let mut instances = Vec::new();
         let mut twin_no = Vec::new();
         for i in 0..plan.validators {
@@ -163,7 +193,7 @@ impl World {
             exec_scheduled: vec![false; instances.len()],
             submits_left: plan.txs,
             plan,
-            _setup: setup,
+            setup,
             instances,
             twin_no,
             adversaries,
@@ -183,11 +213,11 @@ impl World {
         }
     }
 
-    fn local_now(&self, i: usize) -> u64 {
+    pub(crate) fn local_now(&self, i: usize) -> u64 {
         self.now + self.plan.skew_ms[i]
     }
 
-    fn schedule_start(&mut self) {
+    pub(crate) fn schedule_start(&mut self) {
         for i in 0..self.instances.len() {
             let now = self.local_now(i);
             self.instances[i].start(now);
@@ -209,38 +239,64 @@ impl World {
     }
 
     fn run(mut self) -> Outcome {
-        let trace = std::env::var_os("SIM_TRACE").is_some();
         self.schedule_start();
-        let deadline = self.plan.fault_ms + self.plan.liveness_ms;
         let violation = loop {
-            let Some((at, ev)) = self.queue.pop() else {
+            if self.next_at().is_none() {
                 break None;
-            };
-            self.now = at;
-            self.stats.events += 1;
-            if trace {
-                trace_event(at, &ev, &self.instances);
             }
-            if let Err(v) = self.handle(ev) {
+            if let Err(v) = self.step() {
                 break Some((self.now, v));
             }
-            if self.healed && self.submits_left == 0 && self.clients.pending() == 0 {
+            if self.settled() {
                 break None;
             }
-            if self.stats.delivered > DELIVERIES_MAX {
-                let delivered = self.stats.delivered;
-                break Some((self.now, Violation::MessageStorm { delivered }));
-            }
-            if self.now > deadline {
-                break Some((
-                    self.now,
-                    Violation::Liveness {
-                        pending: self.clients.pending(),
-                        height: self.checker.committed_height(),
-                    },
-                ));
+            if let Err(v) = self.check_bounds(true) {
+                break Some((self.now, v));
             }
         };
+        self.finish(violation)
+    }
+
+    /// Time of the next event, if any.
+    pub(crate) fn next_at(&self) -> Option<u64> {
+        self.queue.next_at()
+    }
+
+    /// Processes the next event.
+    pub(crate) fn step(&mut self) -> Result<(), Violation> {
+        let Some((at, ev)) = self.queue.pop() else {
+            return Ok(());
+        };
+        self.now = at;
+        self.stats.events += 1;
+        if trace_on() {
+            trace_event(at, &ev, &self.instances);
+        }
+        self.handle(ev)
+    }
+
+    /// Healed, every client transaction submitted and acknowledged.
+    pub(crate) fn settled(&self) -> bool {
+        self.healed && self.submits_left == 0 && self.clients.pending() == 0
+    }
+
+    /// The message-storm bound and (when `deadline`) the liveness bound.
+    pub(crate) fn check_bounds(&self, deadline: bool) -> Result<(), Violation> {
+        if self.stats.delivered > DELIVERIES_MAX {
+            let delivered = self.stats.delivered;
+            return Err(Violation::MessageStorm { delivered });
+        }
+        if deadline && self.now > self.plan.fault_ms + self.plan.liveness_ms {
+            return Err(Violation::Liveness {
+                pending: self.clients.pending(),
+                height: self.checker.committed_height(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The outcome, with the counters filled in.
+    pub(crate) fn finish(mut self, violation: Option<(u64, Violation)>) -> Outcome {
         self.stats.sim_ms = self.now;
         self.stats.height = self.checker.committed_height();
         self.stats.txs = self.clients.created;
@@ -251,6 +307,28 @@ impl World {
             violation,
             stats: self.stats,
         }
+    }
+
+    /// A transaction from outside the world's clients (a relay, an operator) submitted to
+    /// instance `i` at the world's time `now`: admitted and gossiped as a client's would be.
+    /// False when the instance is down or refuses it.
+    pub(crate) fn submit_external(
+        &mut self,
+        now: u64,
+        i: usize,
+        tx: netchain_types::SignedTransaction,
+    ) -> bool {
+        self.now = self.now.max(now);
+        if !self.instances[i].is_up() {
+            return false;
+        }
+        self.record(9, i, &tx.id().0);
+        if self.instances[i].submit(tx.clone()).is_err() {
+            return false;
+        }
+        let msg = ConsensusMessage::Transactions { txs: vec![tx] };
+        self.out(i, Route::All, msg);
+        true
     }
 
     fn record(&mut self, kind: u8, instance: usize, extra: &[u8]) {
