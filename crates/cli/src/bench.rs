@@ -630,6 +630,7 @@ async fn multi_chain(args: BenchArgs) -> anyhow::Result<()> {
         "--service-chains starts its own network and runs one step (drop --target and --ramp)"
     );
     let mut net = multichain::start(&MultiOptions {
+        keep: false,
         dir: args.dir.clone(),
         service_chains: args.service_chains,
         validators: args.validators,

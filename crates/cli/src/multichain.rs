@@ -29,8 +29,10 @@ pub const ROOT_CHAIN: &str = "netchain-root";
 /// What to start.
 #[derive(Clone, Debug)]
 pub struct MultiOptions {
-    /// Folder (wiped).
+    /// Folder (wiped unless `keep`).
     pub dir: PathBuf,
+    /// Restart the network already in `dir` (its chains, keys, data and registrations).
+    pub keep: bool,
     /// Service chains.
     pub service_chains: usize,
     /// Validators per chain.
@@ -128,20 +130,60 @@ pub async fn run(opts: MultiOptions) -> anyhow::Result<bool> {
     result
 }
 
-/// Writes the chains, starts every validator, and registers the service chains on the root.
+/// Writes the chains (or, with `keep`, loads the ones in the folder), starts every validator, and
+/// registers on the root the service chains it does not list yet.
 pub async fn start(opts: &MultiOptions) -> anyhow::Result<MultiNet> {
-    if opts.dir.exists() {
-        let holds_network = opts.dir.join("root").join("genesis.json").exists();
-        if !holds_network && std::fs::read_dir(&opts.dir)?.next().is_some() {
-            bail!(
-                "{} exists and is not a netchain multi-chain folder; pick another --dir",
-                opts.dir.display()
-            );
-        }
-        std::fs::remove_dir_all(&opts.dir)
-            .with_context(|| format!("removing {}", opts.dir.display()))?;
-    }
     let governors: Vec<Keypair> = (0..3).map(|i| demo_governor(ROOT_CHAIN, i)).collect();
+    let holds_network = opts.dir.join("root").join("genesis.json").exists();
+    let layouts = if opts.keep && holds_network {
+        load_layouts(opts)?
+    } else {
+        if opts.dir.exists() {
+            if !holds_network && std::fs::read_dir(&opts.dir)?.next().is_some() {
+                bail!(
+                    "{} exists and is not a netchain multi-chain folder; pick another --dir",
+                    opts.dir.display()
+                );
+            }
+            std::fs::remove_dir_all(&opts.dir)
+                .with_context(|| format!("removing {}", opts.dir.display()))?;
+        }
+        write_layouts(opts, &governors)?
+    };
+    let mut net = MultiNet { chains: Vec::new() };
+    for (name, layout) in layouts {
+        let n = layout.node_files.len();
+        let clients = (0..n).map(|i| Client::new(layout.api_address(i))).collect();
+        let mut chain = Chain {
+            name,
+            layout,
+            clients,
+            procs: (0..n).map(|_| None).collect(),
+            stats: Arc::new(LoadStats::default()),
+            history: Vec::new(),
+            base_total: 0,
+        };
+        for i in 0..n {
+            if let Err(e) = chain.start_node(i) {
+                net.chains.push(chain);
+                net.stop().await;
+                return Err(e);
+            }
+        }
+        net.chains.push(chain);
+    }
+    if let Err(e) = register_all(&net, &governors).await {
+        net.stop().await;
+        return Err(e);
+    }
+    Ok(net)
+}
+
+/// The folder's chains, written fresh: the root (with the demo governance) and the service chains.
+fn write_layouts(
+    opts: &MultiOptions,
+    governors: &[Keypair],
+) -> anyhow::Result<Vec<(String, Layout)>> {
     let params = |chain_id: &str, c: usize| LayoutParams {
         chain_id: chain_id.into(),
         validators: opts.validators,
@@ -186,33 +228,29 @@ pub async fn start(opts: &MultiOptions) -> anyhow::Result<MultiNet> {
         }
         layouts.push((id, l));
     }
-    let mut net = MultiNet { chains: Vec::new() };
-    for (name, layout) in layouts {
-        let n = layout.node_files.len();
-        let clients = (0..n).map(|i| Client::new(layout.api_address(i))).collect();
-        let mut chain = Chain {
-            name,
-            layout,
-            clients,
-            procs: (0..n).map(|_| None).collect(),
-            stats: Arc::new(LoadStats::default()),
-            history: Vec::new(),
-            base_total: 0,
-        };
-        for i in 0..n {
-            if let Err(e) = chain.start_node(i) {
-                net.chains.push(chain);
-                net.stop().await;
-                return Err(e);
-            }
-        }
-        net.chains.push(chain);
+    Ok(layouts)
+}
+
+/// The chains of a network written before (`--keep`): the root and exactly the service chains
+/// asked for.
+fn load_layouts(opts: &MultiOptions) -> anyhow::Result<Vec<(String, Layout)>> {
+    let mut layouts = vec![("root".to_string(), Layout::load(&opts.dir.join("root"))?)];
+    let kept = std::fs::read_dir(&opts.dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("svc-"))
+        .count();
+    if kept != opts.service_chains {
+        bail!(
+            "{} holds {kept} service chains; run with --service-chains {kept}, or without --keep \
+             to start afresh",
+            opts.dir.display()
+        );
     }
-    if let Err(e) = register_all(&net, &governors).await {
-        net.stop().await;
-        return Err(e);
+    for c in 1..=opts.service_chains {
+        let id = format!("svc-{c}");
+        layouts.push((id.clone(), Layout::load(&opts.dir.join(&id))?));
     }
-    Ok(net)
+    Ok(layouts)
 }
 
 async fn register_all(net: &MultiNet, governors: &[Keypair]) -> anyhow::Result<()> {
@@ -220,8 +258,14 @@ async fn register_all(net: &MultiNet, governors: &[Keypair]) -> anyhow::Result<(
         wait_ready(&c.clients, Duration::from_secs(60)).await?;
     }
     let root = &net.chains[0].clients[0];
-    for (n, c) in net.chains.iter().skip(1).enumerate() {
-        register(root, governors, &c.layout, n as u64).await?;
+    let mut nonce = root.account(&governors[0].public(), false).await?.nonce;
+    for c in net.chains.iter().skip(1) {
+        let id = &c.layout.genesis.chain_id;
+        if anchored_height(&net.chains[0].clients, id).await.is_some() {
+            continue; // registered in an earlier run (--keep)
+        }
+        register(root, governors, &c.layout, nonce).await?;
+        nonce += 1;
     }
     Ok(())
 }
@@ -307,7 +351,7 @@ async fn drive(opts: &MultiOptions, chains: &mut [Chain]) -> anyhow::Result<bool
     }
     let root_clients = chains[0].clients.clone();
     println!(
-        "  registered {} service chains on the root (governance: 2 of 3 approvals)",
+        "  {} service chains registered on the root (governance: 2 of 3 approvals)",
         chains.len() - 1
     );
     let stop = Arc::new(AtomicBool::new(false));

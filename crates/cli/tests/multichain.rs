@@ -152,6 +152,7 @@ async fn a_halted_service_chain_does_not_stop_the_others_and_resumes_anchoring()
     let dir = tempfile::tempdir().unwrap();
     let base = free_base_port(12);
     let opts = MultiOptions {
+        keep: false,
         dir: dir.path().join("net"),
         service_chains: 2,
         validators: 4,
@@ -216,5 +217,20 @@ async fn a_halted_service_chain_does_not_stop_the_others_and_resumes_anchoring()
         .unwrap();
     assert!(!view.record.flagged);
     assert!(view.record.anchors >= 2);
+    net.stop().await;
+    // `--keep`: the same chains restart from their data; nothing is registered twice and
+    // anchoring goes on from where it was.
+    let before = view.record.last_anchor.map_or(0, |a| a.height);
+    let mut net = multichain::start(&MultiOptions { keep: true, ..opts })
+        .await
+        .unwrap();
+    let n = &net;
+    wait_for(
+        n,
+        "svc-1 anchoring after the restart",
+        long,
+        || async move { n.anchored("svc-1").await.is_some_and(|h| h > before) },
+    )
+    .await;
     net.stop().await;
 }

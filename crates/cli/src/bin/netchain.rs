@@ -339,12 +339,9 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         Command::Testnet(args) if args.service_chains > 0 => {
-            anyhow::ensure!(
-                !args.keep,
-                "--keep is not supported with --service-chains yet"
-            );
             let ok = netchain_cli::multichain::run(netchain_cli::multichain::MultiOptions {
                 dir: args.dir,
+                keep: args.keep,
                 service_chains: args.service_chains,
                 validators: args.layout.validators,
                 load_tps: args.load,
