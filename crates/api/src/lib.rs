@@ -11,6 +11,7 @@ pub mod chains;
 pub mod currency;
 pub mod events;
 mod explorer;
+pub mod identity;
 mod openapi;
 mod types;
 
@@ -93,6 +94,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(explorer::routes())
         .merge(currency::routes())
         .merge(chains::routes())
+        .merge(identity::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(shared)
@@ -323,31 +325,14 @@ async fn account(
     }))
 }
 
-/// How far below the executed height a checkpoint is looked for.
-const CHECKPOINT_LOOKBACK: u64 = 256;
-
 /// The newest certified checkpoint at or below `executed`: a quorum may certify a height this
 /// node has not executed yet, and a proof needs the state of that height here.
 pub(crate) fn provable_checkpoint(
     shared: &Shared,
     executed: u64,
 ) -> Result<Option<netchain_types::CertifiedCheckpoint>, ApiError> {
-    let Some(latest) = shared
-        .store
-        .latest_checkpoint()
-        .map_err(ApiError::internal)?
-    else {
-        return Ok(None);
-    };
-    if latest.checkpoint.height <= executed {
-        return Ok(Some(latest));
-    }
-    for h in (executed.saturating_sub(CHECKPOINT_LOOKBACK)..=executed).rev() {
-        if let Some(cert) = shared.store.checkpoint_at(h).map_err(ApiError::internal)? {
-            return Ok(Some(cert));
-        }
-    }
-    Ok(None)
+    netchain_execution::relay::newest_executed_checkpoint(&shared.store, executed)
+        .map_err(ApiError::internal)
 }
 
 async fn block(

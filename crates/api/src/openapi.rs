@@ -169,6 +169,31 @@ pub fn document() -> Value {
                 ],
                 "responses": responses("200", "AnchorResponse")
             }},
+            "/v1/identity/orgs": { "get": {
+                "summary": "Network ID: the organizations of the identity registry (404 where the chain keeps none)",
+                "responses": responses("200", "Orgs")
+            }},
+            "/v1/identity/orgs/{org}": { "get": {
+                "summary": "Network ID: one organization (admins, identity count)",
+                "parameters": [{ "name": "org", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": responses("200", "OrgRecord")
+            }},
+            "/v1/identity/orgs/{org}/identities/{name}": { "get": {
+                "summary": "Network ID: one identity (node, client or device) of an organization",
+                "parameters": [
+                    { "name": "org", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }
+                ],
+                "responses": responses("200", "IdentityResponse")
+            }},
+            "/v1/identity/keys/{key}": { "get": {
+                "summary": "Network ID: a key's standing (active, unknown, suspended, revoked, rotated, expired); with proof=true, Merkle proofs of its index entry and record against the newest certified checkpoint",
+                "parameters": [
+                    { "name": "key", "in": "path", "required": true, "schema": hex32 },
+                    { "name": "proof", "in": "query", "required": false, "schema": { "type": "boolean" } }
+                ],
+                "responses": responses("200", "KeyStanding")
+            }},
             "/v1/state/proof": { "get": {
                 "summary": "Any state key's value at an executed height with its Merkle proof against that height's state root",
                 "parameters": [
@@ -201,7 +226,10 @@ pub fn document() -> Value {
                             "op": { "enum": ["issue", "transfer", "redeem", "reclaim"] } } },
                         { "type": "object", "required": ["type", "op"], "description": "Root chain registry operation (governance change or anchor)", "properties": {
                             "type": { "const": "registry" },
-                            "op": { "enum": ["change", "anchor"] } } }
+                            "op": { "enum": ["change", "anchor"] } } },
+                        { "type": "object", "required": ["type", "op"], "description": "Identity registry operation (Network ID); its other fields are those of the op (see docs/NETWORK_ID.md)", "properties": {
+                            "type": { "const": "identity" },
+                            "op": { "enum": ["add_org", "set_admins", "register", "rotate", "set_status"] } } }
                     ] } } },
                 "signature": { "type": "string", "pattern": "^[0-9a-f]{128}$" } } },
             "SubmitRequest": { "type": "object", "description": "Exactly one of tx_hex (borsh encoding) and tx", "properties": {
@@ -243,10 +271,35 @@ pub fn document() -> Value {
                 "last_seen_ms_ago": { "type": ["integer", "null"] }, "online": { "type": "boolean" } } },
             "Event": { "type": "object", "required": ["cursor", "type", "height", "id"], "properties": {
                 "cursor": { "type": "string" }, "type": { "enum": ["block", "tx"] }, "height": { "type": "integer" }, "id": hex32,
-                "tx_count": { "type": "integer" }, "timestamp_ms": { "type": "integer" }, "module": { "enum": ["transfer", "currency", "voucher", "registry"] },
+                "tx_count": { "type": "integer" }, "timestamp_ms": { "type": "integer" }, "module": { "enum": ["transfer", "currency", "voucher", "registry", "identity"] },
                 "op": { "type": "string" },
                 "sender": hex32, "to": hex32, "amount": { "type": "integer" },
                 "status": { "enum": ["applied", "rejected"] }, "code": { "type": "string" } } },
+            "OrgRecord": { "type": "object", "required": ["org", "members", "added_height"], "properties": {
+                "org": { "type": "object", "required": ["id", "name", "admins"], "properties": {
+                    "id": { "type": "string" }, "name": { "type": "string" }, "admins": { "type": "array", "items": hex32 } } },
+                "members": int(), "added_height": int() } },
+            "Orgs": { "type": "object", "required": ["height", "organizations"], "properties": {
+                "height": int(), "organizations": { "type": "array", "items": { "$ref": "#/components/schemas/OrgRecord" } } } },
+            "IdentityRecord": { "type": "object", "required": ["org", "identity", "status", "registered_height", "updated_height", "rotations"], "properties": {
+                "org": { "type": "string" },
+                "identity": { "type": "object", "required": ["name", "key", "kind"], "properties": {
+                    "name": { "type": "string" }, "key": hex32, "kind": { "enum": ["node", "client", "device"] },
+                    "role": { "enum": ["validator", "full_node", "relay"] }, "chains": { "type": "array", "items": { "type": "string" } },
+                    "roles": { "type": "array", "items": { "type": "string" } }, "expires_ms": { "type": ["integer", "null"] } } },
+                "status": { "enum": ["active", "suspended", "revoked"] },
+                "registered_height": int(), "updated_height": int(), "rotations": int() } },
+            "IdentityResponse": { "type": "object", "required": ["height", "record"], "properties": {
+                "height": int(), "record": { "$ref": "#/components/schemas/IdentityRecord" } } },
+            "KeyStanding": { "type": "object", "required": ["key", "height", "standing"], "properties": {
+                "key": hex32, "height": int(),
+                "standing": { "enum": ["active", "unknown", "suspended", "revoked", "rotated", "expired"] },
+                "record": { "$ref": "#/components/schemas/IdentityRecord" },
+                "proof": { "oneOf": [{ "type": "null" }, { "type": "object", "required": ["checkpoint", "entry_proof_hex", "block_time_ms"], "properties": {
+                    "checkpoint": { "$ref": "#/components/schemas/CertifiedCheckpoint" },
+                    "entry_hex": { "type": ["string", "null"] }, "entry_proof_hex": { "type": "string" },
+                    "record_hex": { "type": ["string", "null"] }, "record_proof_hex": { "type": ["string", "null"] },
+                    "block_time_ms": int() } }] } } },
             "Totals": { "type": "object", "required": ["minted_principal", "minted_bonus", "vouchers_issued", "circulating", "redeemed", "expired_returned", "payments", "payment_volume", "refunded", "settlements_paid"], "properties": {
                 "minted_principal": int(), "minted_bonus": int(), "vouchers_issued": int(), "circulating": int(), "redeemed": int(),
                 "expired_returned": int(), "payments": int(), "payment_volume": int(), "refunded": int(), "settlements_paid": int() } },

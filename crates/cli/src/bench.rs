@@ -183,6 +183,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 p2p_base_port: args.p2p_port,
                 api_base_port: args.api_port,
                 host: "127.0.0.1".into(),
+                organizations: crate::layout::DEFAULT_ORGANIZATIONS,
             },
         )?;
         let binary = netchaind_path();

@@ -509,6 +509,7 @@ pub async fn run_report(args: DemoArgs) -> anyhow::Result<DemoReport> {
             p2p_base_port: args.p2p_port,
             api_base_port: args.api_port,
             host: "127.0.0.1".into(),
+            organizations: crate::layout::DEFAULT_ORGANIZATIONS,
         },
     )?;
     let binary = netchaind_path();

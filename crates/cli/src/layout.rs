@@ -3,6 +3,9 @@
 use anyhow::Context;
 use netchain_config::{ConsensusParams, Genesis, GenesisAccount, MempoolParams, NodeConfig};
 use netchain_crypto::{KeyFile, Keypair};
+use netchain_types::identity::{
+    GenesisOrg, IdentityGenesis, IdentityKind, IdentitySpec, NodeRole, Organization,
+};
 use netchain_types::{Committee, Validator};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +26,10 @@ pub struct LayoutParams {
     pub api_base_port: u16,
     /// Host to bind.
     pub host: String,
+    /// Organizations of the consortium (Network ID): the genesis then keeps an identity
+    /// registry, each organization's admin key is written to `orgs/<id>/admin.json`, and the
+    /// validators are registered under the organizations in turn. 0: no registry.
+    pub organizations: usize,
 }
 
 impl Default for LayoutParams {
@@ -35,8 +42,63 @@ impl Default for LayoutParams {
             p2p_base_port: 7100,
             api_base_port: 8100,
             host: "127.0.0.1".into(),
+            organizations: DEFAULT_ORGANIZATIONS,
         }
     }
+}
+
+/// Organizations a local network's consortium has unless told otherwise.
+pub const DEFAULT_ORGANIZATIONS: usize = 3;
+
+/// The id of organization `i` of a local consortium (`org-1`, `org-2` ...).
+pub fn org_id(i: usize) -> String {
+    format!("org-{}", i + 1)
+}
+
+/// The admin key file of organization `org` in a local network folder.
+pub fn org_admin_file(dir: &Path, org: &str) -> PathBuf {
+    dir.join("orgs").join(org).join("admin.json")
+}
+
+/// The founding registry: `n` organizations with fresh admin keys (written under `dir/orgs`),
+/// validator `i` registered as `validator-<i>` of organization `i mod n`.
+fn consortium(
+    dir: &Path,
+    n: usize,
+    chain_id: &str,
+    validators: &[Validator],
+) -> anyhow::Result<IdentityGenesis> {
+    let mut organizations = Vec::new();
+    for i in 0..n {
+        let id = org_id(i);
+        let admin = Keypair::generate();
+        let file = org_admin_file(dir, &id);
+        std::fs::create_dir_all(file.parent().expect("has a parent"))?;
+        KeyFile::from_keypair(&admin).save(&file)?;
+        let identities = validators
+            .iter()
+            .enumerate()
+            .filter(|(v, _)| v % n == i)
+            .map(|(v, val)| IdentitySpec {
+                name: format!("validator-{v}"),
+                key: val.public_key,
+                kind: IdentityKind::Node {
+                    role: NodeRole::Validator,
+                    chains: vec![chain_id.to_string()],
+                },
+                expires_ms: None,
+            })
+            .collect();
+        organizations.push(GenesisOrg {
+            org: Organization {
+                id: id.clone(),
+                name: format!("Organization {}", i + 1),
+                admins: vec![admin.public()],
+            },
+            identities,
+        });
+    }
+    Ok(IdentityGenesis { organizations })
 }
 
 /// A written local network.
@@ -129,12 +191,17 @@ pub fn write(dir: &Path, p: &LayoutParams) -> anyhow::Result<Layout> {
             balance: p.balance,
         })
         .collect();
+    let identity = match p.organizations {
+        0 => None,
+        n => Some(consortium(dir, n, &p.chain_id, &validators)?),
+    };
     let genesis = Genesis {
         chain_id: p.chain_id.clone(),
         genesis_time_ms: netchain_node::now_ms(),
         committee: Committee { validators },
         accounts,
         role: Default::default(),
+        identity,
     };
     genesis.validate()?;
     genesis.save(&dir.join("genesis.json"))?;

@@ -192,6 +192,12 @@ fn write_layouts(
         p2p_base_port: opts.p2p_port + opts.port_stride * c as u16,
         api_base_port: opts.api_port + opts.port_stride * c as u16,
         host: "127.0.0.1".into(),
+        // The root keeps the consortium's identity registry; service chains do not (yet).
+        organizations: if c == 0 {
+            crate::layout::DEFAULT_ORGANIZATIONS
+        } else {
+            0
+        },
     };
     // The root chain, with its governance.
     let mut root = layout::write(&opts.dir.join("root"), &params(ROOT_CHAIN, 0))?;

@@ -5,7 +5,7 @@ mod common;
 use common::{transfer, Net, SERIAL};
 use netchain_cli::layout::demo_account;
 use netchain_client::verify_account_proof;
-use netchain_types::{codec, PublicKey};
+use netchain_types::codec;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -190,7 +190,7 @@ async fn peer_port_refuses_strangers_and_garbage_without_a_byte() {
     // A well-formed hello signed by a key outside the committee.
     let stranger = netchain_crypto::Keypair::from_secret([42; 32]);
     let me = net.layout.genesis.committee.validators[0].public_key;
-    let hello = stranger_hello(&net.chain_id(), &stranger, me);
+    let hello = netchain_network::hello_frame(&net.chain_id(), &stranger, &me);
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     s.write_all(&(hello.len() as u32).to_be_bytes())
         .await
@@ -200,25 +200,6 @@ async fn peer_port_refuses_strangers_and_garbage_without_a_byte() {
     // The node is unharmed and still commits.
     let h = net.height(0).await.unwrap();
     net.wait_height(0, h + 3, Duration::from_secs(30)).await;
-}
-
-/// The bytes of a handshake `Hello` (chain, from, to, nonce, timestamp, signature) as a
-/// registered peer would send it, but signed by `key`.
-fn stranger_hello(chain: &str, key: &netchain_crypto::Keypair, to: PublicKey) -> Vec<u8> {
-    let nonce = [7u8; 32];
-    let ts = netchain_node::now_ms();
-    let digest = netchain_types::hash_parts(
-        "netchain/hello/v1",
-        &[
-            chain.as_bytes(),
-            &key.public().0,
-            &to.0,
-            &nonce,
-            &ts.to_le_bytes(),
-        ],
-    );
-    let sig = key.sign(&digest);
-    codec::encode(&(chain.to_string(), key.public(), to, nonce, ts, sig))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -623,6 +623,7 @@ async fn every_endpoint_answers_as_documented() {
         .call("get", "/v1/state/proof", "/v1/state/proof?key=zz", None)
         .await;
     assert_eq!(s, 400);
+    identity_endpoints(&mut c, &net).await;
     // Every documented operation was exercised.
     let documented: std::collections::BTreeSet<(String, String)> = c.doc["paths"]
         .as_object()
@@ -639,4 +640,60 @@ async fn every_endpoint_answers_as_documented() {
         documented, c.checked,
         "documented vs exercised operations differ"
     );
+}
+
+/// The identity registry of the test network (its consortium of organizations).
+async fn identity_endpoints(c: &mut Contract, net: &Net) {
+    let (s, v) = c
+        .call("get", "/v1/identity/orgs", "/v1/identity/orgs", None)
+        .await;
+    assert_eq!(s, 200);
+    let orgs = v["organizations"].as_array().unwrap();
+    assert_eq!(orgs.len(), netchain_cli::layout::DEFAULT_ORGANIZATIONS);
+    let (s, _) = c
+        .call(
+            "get",
+            "/v1/identity/orgs/{org}",
+            "/v1/identity/orgs/org-1",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = c
+        .call(
+            "get",
+            "/v1/identity/orgs/{org}/identities/{name}",
+            "/v1/identity/orgs/org-1/identities/validator-0",
+            None,
+        )
+        .await;
+    assert_eq!((s, v["record"]["status"].as_str()), (200, Some("active")));
+    let key = net.layout.genesis.committee.validators[0].public_key;
+    let (s, v) = c
+        .call(
+            "get",
+            "/v1/identity/keys/{key}",
+            &format!("/v1/identity/keys/{key}?proof=true"),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["standing"].as_str()), (200, Some("active")));
+    let (s, v) = c
+        .call(
+            "get",
+            "/v1/identity/keys/{key}",
+            &format!("/v1/identity/keys/{}", "ab".repeat(32)),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["standing"].as_str()), (200, Some("unknown")));
+    let (s, _) = c
+        .call(
+            "get",
+            "/v1/identity/orgs/{org}",
+            "/v1/identity/orgs/nope",
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
 }

@@ -5,6 +5,7 @@
 //! file (TOML) is per node: where its key, genesis and data live, and its tunables, every one with
 //! its unit in the name.
 
+use netchain_types::identity::IdentityGenesis;
 use netchain_types::registry::ChainRole;
 use netchain_types::{hash_parts, Committee, Digest, PublicKey, CHAIN_ID_MAX_BYTES};
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,10 @@ pub struct Genesis {
     /// Root chain (with its registry's governance), service chain of a root, or standalone.
     #[serde(default, skip_serializing_if = "ChainRole::is_standalone")]
     pub role: ChainRole,
+    /// The identity registry (Network ID) this chain keeps, with its founding organizations;
+    /// when present, peers are admitted only while the registry lists their keys as active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityGenesis>,
 }
 
 impl Genesis {
@@ -122,6 +127,9 @@ impl Genesis {
                     ));
                 }
             }
+        }
+        if let Some(id) = &self.identity {
+            id.validate().map_err(|e| invalid("identity", e))?;
         }
         let mut supply: u64 = 0;
         for a in &self.accounts {
@@ -387,6 +395,7 @@ mod tests {
                 balance: 100,
             }],
             role: ChainRole::Standalone,
+            identity: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! Signatures are checked here again because a faulty leader can put anything in a block.
 
 pub mod currency;
+pub mod identity;
 mod overlay;
 pub mod registry;
 pub mod relay;
@@ -183,13 +184,17 @@ impl<B: KvBackend> Executor<B> {
         &self,
         accounts: &[(PublicKey, u64)],
     ) -> Result<(Digest, WriteBatch), StorageError> {
-        self.genesis_with(accounts, None)
+        self.genesis_with(accounts, None, None)
     }
 
-    fn genesis_with(
+    /// The genesis state with a root chain's registry governance and/or an identity registry.
+    /// An invalid identity section is refused (as a backend error naming the problem; genesis
+    /// files are validated before this).
+    pub fn genesis_with(
         &self,
         accounts: &[(PublicKey, u64)],
         governance: Option<&netchain_types::registry::Governance>,
+        identity: Option<&netchain_types::identity::IdentityGenesis>,
     ) -> Result<(Digest, WriteBatch), StorageError> {
         let mut sorted: BTreeMap<PublicKey, Account> = BTreeMap::new();
         for (pk, balance) in accounts {
@@ -201,6 +206,11 @@ impl<B: KvBackend> Executor<B> {
             .collect();
         if let Some(g) = governance {
             updates.push((registry::GOVERNANCE_KEY.to_vec(), Some(codec::encode(g))));
+        }
+        if let Some(id) = identity {
+            let writes = identity::genesis_updates(id)
+                .map_err(|e| StorageError::Backend(format!("invalid identity genesis: {e}")))?;
+            updates.extend(writes);
         }
         let (root, batch) = self.state.apply(0, updates)?;
         Ok((Digest(root), batch))
@@ -224,7 +234,7 @@ impl<B: KvBackend> Executor<B> {
         accounts: &[(PublicKey, u64)],
         governance: &netchain_types::registry::Governance,
     ) -> Result<(Digest, WriteBatch), StorageError> {
-        self.genesis_with(accounts, Some(governance))
+        self.genesis_with(accounts, Some(governance), None)
     }
 
     /// Executes `txs` as the block at `height` with proposer time `timestamp_ms` on the state
@@ -450,6 +460,16 @@ impl<B: KvBackend> Executor<B> {
             }
             Payload::Voucher(op) => {
                 let result = currency::apply_voucher(modules, env, op);
+                self.finish_module(base, t, result, accounts, modules)
+            }
+            Payload::Identity(op) => {
+                let ienv = identity::Env {
+                    chain_id: &self.chain_id,
+                    height: env.height,
+                    now: env.now,
+                    sender: t.sender,
+                };
+                let result = identity::apply(modules, &ienv, op);
                 self.finish_module(base, t, result, accounts, modules)
             }
             Payload::Registry(op) => {

@@ -25,6 +25,9 @@ pub enum HandshakeError {
     /// The initiator is not a committee member.
     #[error("key {0} is not in the committee")]
     Stranger(PublicKey),
+    /// The initiator is a committee member the identity registry does not admit now.
+    #[error("key {0} is not admitted by the identity registry")]
+    NotAdmitted(PublicKey),
     /// Wrong chain, wrong recipient, stale timestamp or bad signature.
     #[error("handshake refused: {0}")]
     Refused(&'static str),
@@ -106,6 +109,21 @@ async fn send<T: BorshSerialize>(framed: &mut Conn, msg: &T) -> Result<(), Hands
         .map_err(|e: std::io::Error| HandshakeError::Io(e.to_string()))
 }
 
+/// The first frame an initiator sends `to`: its signed `Hello` (without the length prefix).
+/// Probing tools and tests use it to knock on a peer port as a given key.
+pub fn hello_frame(chain_id: &str, keypair: &Keypair, to: &PublicKey) -> Vec<u8> {
+    let mut hello = Hello {
+        chain_id: chain_id.to_string(),
+        from: keypair.public(),
+        to: *to,
+        nonce: fresh_nonce(),
+        timestamp_ms: now_ms(),
+        signature: Signature::default(),
+    };
+    hello.signature = keypair.sign(&hello.digest());
+    codec::encode(&hello)
+}
+
 /// Initiator side: prove our key to `peer` and check that it is really `peer`.
 pub(crate) async fn initiate(
     framed: &mut Conn,
@@ -138,17 +156,21 @@ pub(crate) async fn initiate(
 }
 
 /// Responder side: returns the authenticated initiator. Sends nothing unless the initiator's
-/// `Hello` verifies against a committee key.
+/// `Hello` verifies against a committee key that `admits` accepts.
 pub(crate) async fn respond(
     framed: &mut Conn,
     chain_id: &str,
     keypair: &Keypair,
     committee: &Committee,
+    admits: &(dyn Fn(&PublicKey) -> bool + Sync),
 ) -> Result<ValidatorIndex, HandshakeError> {
     let hello: Hello = recv(framed).await?;
     let from = committee
         .index_of(&hello.from)
         .ok_or(HandshakeError::Stranger(hello.from))?;
+    if !admits(&hello.from) {
+        return Err(HandshakeError::NotAdmitted(hello.from));
+    }
     if hello.chain_id != chain_id {
         return Err(HandshakeError::Refused("chain id"));
     }

@@ -9,6 +9,13 @@
 //! `Hello` cannot be replayed into a session. Frames are length-prefixed with a hard size bound;
 //! an oversized or undecodable frame closes that connection only. Every queue is bounded: a full
 //! per-peer queue drops the message (consensus recovers lost messages by timeouts and sync).
+//!
+//! Network ID: with an [`Admission`] policy (the identity registry), a peer must also be admitted
+//! by it. The responder asks before it sends a single byte (an unregistered, suspended, rotated
+//! or revoked key gets nothing back), the dialer asks before it connects, and every open
+//! connection asks again whenever the policy signals a change (the node signals after each
+//! executed block): a connection whose peer is no longer admitted is closed at once, in both
+//! directions, and stays closed until the registry admits that key again.
 
 mod handshake;
 
@@ -16,7 +23,7 @@ use borsh::BorshDeserialize;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use netchain_crypto::Keypair;
-use netchain_types::{Committee, ValidatorIndex};
+use netchain_types::{Committee, PublicKey, ValidatorIndex};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +32,42 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
-pub use handshake::HandshakeError;
+pub use handshake::{hello_frame, HandshakeError};
+
+/// Whether a peer key may hold a connection now, and a signal that the answer may have changed.
+#[derive(Clone)]
+pub struct Admission {
+    /// The policy: true while `key` is admitted.
+    pub admits: Arc<dyn Fn(&PublicKey) -> bool + Send + Sync>,
+    /// Bumped whenever the policy's answers may have changed (e.g. after each executed block).
+    pub changes: tokio::sync::watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admission")
+    }
+}
+
+impl Admission {
+    fn check(admission: &Option<Admission>, key: &PublicKey) -> bool {
+        admission.as_ref().is_none_or(|a| (a.admits)(key))
+    }
+}
+
+/// Resolves when the admission policy signals a change; never, without a policy (or once the
+/// signal's sender is gone).
+async fn admission_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match changes {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *changes = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
 
 /// Transport parameters.
 #[derive(Clone, Debug)]
@@ -49,6 +91,8 @@ pub struct NetworkConfig {
     /// Bytes of received messages from one peer waiting to be processed; when they are used
     /// up, this node stops reading from that peer (TCP back-pressure) until some are processed.
     pub inbound_bytes_max: usize,
+    /// Network ID: peers must also be admitted by this policy (None: the committee suffices).
+    pub admission: Option<Admission>,
 }
 
 /// A received message. It holds its share of the sending peer's inbound byte budget until it is
@@ -84,6 +128,9 @@ pub struct NetworkStats {
     pub refused_total: AtomicU64,
     /// Connections closed for a malformed or oversized frame.
     pub bad_frames_total: AtomicU64,
+    /// Open connections closed because the peer is no longer admitted (revoked, suspended,
+    /// rotated away, expired).
+    pub evicted_total: AtomicU64,
     /// Peers with an established outbound connection.
     pub peers_connected: AtomicU64,
     /// Per validator index: when a message from it last arrived (ms since the Unix epoch; 0 never).
@@ -229,7 +276,22 @@ async fn dial_loop(
 ) {
     let mut backoff_ms = 50;
     let mut pending: Option<Bytes> = None;
+    let peer_key = cfg.committee.key(peer).copied().expect("peer in committee");
+    let mut changes = cfg.admission.as_ref().map(|a| a.changes.clone());
     loop {
+        if !Admission::check(&cfg.admission, &peer_key) {
+            // Not admitted (revoked, suspended ...): do not even connect; look again when the
+            // registry changes.
+            debug!(
+                peer,
+                "peer not admitted by the identity registry; not dialing"
+            );
+            tokio::select! {
+                _ = admission_changed(&mut changes) => {}
+                _ = tokio::time::sleep(Duration::from_millis(2_000)) => {}
+            }
+            continue;
+        }
         let stream = match TcpStream::connect(&address).await {
             Ok(s) => s,
             Err(e) => {
@@ -241,7 +303,6 @@ async fn dial_loop(
         };
         let _ = stream.set_nodelay(true);
         let mut framed = Framed::new(stream, codec(cfg.frame_bytes_max));
-        let peer_key = cfg.committee.key(peer).copied().expect("peer in committee");
         let hs = tokio::time::timeout(
             Duration::from_millis(cfg.handshake_timeout_ms),
             handshake::initiate(&mut framed, &cfg.chain_id, &keypair, &peer_key),
@@ -266,9 +327,19 @@ async fn dial_loop(
         loop {
             let msg = match pending.take() {
                 Some(m) => m,
-                None => match rx.recv().await {
-                    Some(m) => m,
-                    None => return,
+                None => tokio::select! {
+                    m = rx.recv() => match m {
+                        Some(m) => m,
+                        None => return,
+                    },
+                    _ = admission_changed(&mut changes) => {
+                        if Admission::check(&cfg.admission, &peer_key) {
+                            continue;
+                        }
+                        info!(peer, "peer no longer admitted by the identity registry; closing");
+                        stats.evicted_total.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
                 },
             };
             let len = msg.len();
@@ -359,7 +430,13 @@ async fn serve_inbound<M>(
     let mut framed = Framed::new(stream, codec(handshake::HANDSHAKE_FRAME_BYTES_MAX));
     let hs = tokio::time::timeout(
         Duration::from_millis(cfg.handshake_timeout_ms),
-        handshake::respond(&mut framed, &cfg.chain_id, &keypair, &cfg.committee),
+        handshake::respond(
+            &mut framed,
+            &cfg.chain_id,
+            &keypair,
+            &cfg.committee,
+            &|key| Admission::check(&cfg.admission, key),
+        ),
     )
     .await;
     drop(permit);
@@ -381,7 +458,27 @@ async fn serve_inbound<M>(
         return;
     };
     let permits_max = inbound_permits(&cfg);
-    while let Some(frame) = framed.next().await {
+    let peer_key = cfg
+        .committee
+        .key(from)
+        .copied()
+        .expect("authenticated peer in committee");
+    let mut changes = cfg.admission.as_ref().map(|a| a.changes.clone());
+    loop {
+        let frame = tokio::select! {
+            f = framed.next() => match f {
+                Some(f) => f,
+                None => return,
+            },
+            _ = admission_changed(&mut changes) => {
+                if Admission::check(&cfg.admission, &peer_key) {
+                    continue;
+                }
+                info!(peer = from, "peer no longer admitted by the identity registry; closing");
+                stats.evicted_total.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {

@@ -45,6 +45,7 @@ async fn a_flooding_peer_is_held_to_its_inbound_budget_and_nothing_is_lost() {
         peer_queue_bytes_max: 4 << 20,
         handshake_timeout_ms: 3_000,
         inbound_bytes_max: BUDGET,
+        admission: None,
     };
     let (tx0, mut rx0) = mpsc::channel::<Inbound<Vec<u8>>>(10_000);
     let (tx1, _rx1) = mpsc::channel::<Inbound<Vec<u8>>>(10_000);

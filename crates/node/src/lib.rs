@@ -20,8 +20,9 @@ use netchain_consensus::{Core, CoreConfig, SafetyData};
 use netchain_crypto::{KeyFile, Keypair};
 use netchain_execution::Executor;
 use netchain_mempool::{Mempool, MempoolConfig};
-use netchain_network::{Inbound, Network, NetworkConfig, NetworkStats};
+use netchain_network::{Admission, Inbound, Network, NetworkConfig, NetworkStats};
 use netchain_storage::{ChainStore, ChainTip, FjallBackend, WriteBatch};
+use netchain_types::identity::NodeRole;
 use netchain_types::{Block, Committee, ConsensusMessage, Digest, QuorumCert, ValidatorIndex};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
@@ -124,12 +125,12 @@ fn init_or_check_genesis(
         .iter()
         .map(|a| (a.public_key, a.balance))
         .collect();
-    let (state_root, mut batch) = match &genesis.role {
-        netchain_types::registry::ChainRole::Root { governance } => {
-            executor.genesis_root(&accounts, governance)?
-        }
-        _ => executor.genesis(&accounts)?,
+    let governance = match &genesis.role {
+        netchain_types::registry::ChainRole::Root { governance } => Some(governance),
+        _ => None,
     };
+    let (state_root, mut batch) =
+        executor.genesis_with(&accounts, governance, genesis.identity.as_ref())?;
     let block = Block::genesis(hash, genesis.genesis_time_ms);
     let tip = ChainTip {
         qc: QuorumCert::genesis(block.id()),
@@ -176,6 +177,45 @@ fn recover_uncommitted(
     }
     chain.reverse();
     Ok(chain)
+}
+
+/// Network ID: on a chain that keeps an identity registry, peers are admitted only while the
+/// registry (as of this node's newest executed block) lists their key as an active validator
+/// node of this chain; the policy is asked again after every executed block, so a revocation
+/// closes the revoked key's connections within one block. None on chains without a registry.
+fn registry_admission(
+    genesis: &Genesis,
+    backend: &Arc<Backend>,
+    executed: &tokio::sync::watch::Sender<u64>,
+    keypair: &Keypair,
+) -> anyhow::Result<Option<Admission>> {
+    if genesis.identity.is_none() {
+        return Ok(None);
+    }
+    let reader = Executor::new(genesis.chain_id.clone(), backend.clone());
+    let heights = executed.subscribe();
+    let chain = genesis.chain_id.clone();
+    let admits = move |key: &netchain_types::PublicKey| {
+        let height = *heights.borrow();
+        match reader.identity_standing(key, height, now_ms()) {
+            Ok(s) => s.admits_node(&chain, NodeRole::Validator),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the identity registry failed; peer refused");
+                false
+            }
+        }
+    };
+    if !admits(&keypair.public()) {
+        tracing::warn!(
+            key = %keypair.public(),
+            "this node's key is not an active validator in the identity registry; peers will \
+             refuse it"
+        );
+    }
+    Ok(Some(Admission {
+        admits: Arc::new(admits),
+        changes: executed.subscribe(),
+    }))
 }
 
 /// A running validator.
@@ -236,6 +276,8 @@ impl Node {
             "consensus state restored"
         );
         let (tx_inbound, rx_inbound) = mpsc::channel::<Inbound<ConsensusMessage>>(1_000);
+        let (executed, _) = tokio::sync::watch::channel(tip.block.height);
+        let admission = registry_admission(&genesis, &backend, &executed, &keypair)?;
         let network = Network::start(
             NetworkConfig {
                 chain_id: genesis.chain_id.clone(),
@@ -250,6 +292,7 @@ impl Node {
                 peer_queue_bytes_max: 4 * cfg.frame_bytes_max,
                 handshake_timeout_ms: 3_000,
                 inbound_bytes_max: 4 * cfg.frame_bytes_max,
+                admission,
             },
             keypair.clone(),
             tx_inbound.clone(),
@@ -270,7 +313,6 @@ impl Node {
         };
         let (tx_gossip, rx_gossip) = mpsc::channel(100_000);
         let (tx_ingest, rx_ingest) = mpsc::channel(64);
-        let (executed, _) = tokio::sync::watch::channel(tip.block.height);
         let metrics = Metrics::default();
         metrics.height.set(tip.block.height as i64);
         let shared = Arc::new(Shared {

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod committee;
 pub mod consensus;
 pub mod currency;
+pub mod identity;
 pub mod registry;
 pub mod tx;
 
@@ -24,6 +25,15 @@ pub use tx::{Account, Payload, Receipt, SignedTransaction, Transaction, TxId, Tx
 
 /// Upper bound on a chain id's length in bytes.
 pub const CHAIN_ID_MAX_BYTES: usize = 32;
+
+/// Whether `id` is a well-formed chain id: 1 to 32 bytes of `a-z 0-9 -`.
+pub fn valid_chain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= CHAIN_ID_MAX_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
 
 /// Domain-separated blake3 hash of `parts`: `blake3(domain || 0x00 || parts...)`.
 pub fn hash_parts(domain: &str, parts: &[&[u8]]) -> Digest {

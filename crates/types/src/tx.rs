@@ -5,6 +5,7 @@ use crate::{
     codec,
     currency::{CurrencyOp, VoucherOp},
     hash_parts,
+    identity::IdentityOp,
     registry::{RegistryChange, RegistryOp},
     Digest, PublicKey,
 };
@@ -32,6 +33,8 @@ pub enum Payload {
     Voucher(VoucherOp),
     /// An operation of the root chain's registry of service chains.
     Registry(RegistryOp),
+    /// An operation of the identity registry (Network ID).
+    Identity(IdentityOp),
 }
 
 impl Payload {
@@ -42,6 +45,7 @@ impl Payload {
             Self::Currency(_) => "currency",
             Self::Voucher(_) => "voucher",
             Self::Registry(_) => "registry",
+            Self::Identity(_) => "identity",
         }
     }
 
@@ -73,6 +77,7 @@ impl Payload {
                 RegistryChange::SetValidators { .. } => "set_validators",
             },
             Self::Registry(RegistryOp::Anchor(_)) => "anchor",
+            Self::Identity(op) => op.name(),
         }
     }
 

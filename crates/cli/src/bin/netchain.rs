@@ -95,6 +95,10 @@ struct LayoutArgs {
     /// First API port (validator i uses base + i).
     #[arg(long, default_value_t = 8100)]
     api_port: u16,
+    /// Organizations of the consortium (Network ID): the chain keeps an identity registry and
+    /// admits peers by it; admin keys go to `<dir>/orgs/<org>/admin.json`. 0: no registry.
+    #[arg(long, default_value_t = netchain_cli::layout::DEFAULT_ORGANIZATIONS)]
+    organizations: usize,
 }
 
 impl LayoutArgs {
@@ -107,6 +111,7 @@ impl LayoutArgs {
             p2p_base_port: self.p2p_port,
             api_base_port: self.api_port,
             host: "127.0.0.1".into(),
+            organizations: self.organizations,
         }
     }
 }

@@ -52,6 +52,7 @@ impl Net {
                 p2p_base_port: base,
                 api_base_port: base + validators as u16,
                 host: "127.0.0.1".into(),
+                organizations: netchain_cli::layout::DEFAULT_ORGANIZATIONS,
             },
         )
         .unwrap();
