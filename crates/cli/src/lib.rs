@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod currency_cli;
 pub mod demo;
+pub mod id_cli;
 pub mod layout;
 pub mod load;
 pub mod multichain;

@@ -387,6 +387,62 @@ pub fn verify_cross_chain_account(
     })
 }
 
+/// Checks a key's standing in the identity registry of chain `chain_id` from a
+/// `GET /v1/identity/keys/{key}?proof=true` answer, with nothing but that chain's committee
+/// keys: the checkpoint carries a quorum of signatures; Merkle proofs tie the key's index entry
+/// (or its absence) and its identity record to the checkpoint's state root. The standing is
+/// recomputed from the proven values (expiry against the block time the node reports).
+pub fn verify_key_standing(
+    committee: &Committee,
+    chain_id: &str,
+    answer: &netchain_api::identity::KeyResponse,
+) -> Result<netchain_execution::identity::Standing, String> {
+    use netchain_execution::identity::{
+        key_index, member_key, standing_of, IdentityRecord, KeyEntry,
+    };
+    let proof = answer.proof.as_ref().ok_or("the answer carries no proof")?;
+    let cp = &proof.checkpoint.checkpoint;
+    if cp.chain_id != chain_id {
+        return Err(format!("checkpoint is for chain {:?}", cp.chain_id));
+    }
+    verify_checkpoint_cert(committee, &proof.checkpoint).map_err(|e| format!("checkpoint: {e}"))?;
+    let hex_bytes = |h: &str, what: &str| hex::decode(h).map_err(|e| format!("{what} hex: {e}"));
+    let entry = match &proof.entry_hex {
+        Some(h) => Some(hex_bytes(h, "entry")?),
+        None => None,
+    };
+    StateProof(hex_bytes(&proof.entry_proof_hex, "entry proof")?)
+        .verify(cp.state_root.0, &key_index(&answer.key), entry.as_deref())
+        .map_err(|e| format!("key index: {e}"))?;
+    let record = match entry {
+        None => None,
+        Some(bytes) => {
+            let e: KeyEntry = codec::decode(&bytes, 1 << 10).map_err(|e| e.to_string())?;
+            let value = hex_bytes(
+                proof.record_hex.as_deref().ok_or("no identity record")?,
+                "record",
+            )?;
+            let record_proof = proof
+                .record_proof_hex
+                .as_deref()
+                .ok_or("no identity record proof")?;
+            StateProof(hex_bytes(record_proof, "record proof")?)
+                .verify(cp.state_root.0, &member_key(&e.org, &e.name), Some(&value))
+                .map_err(|e| format!("identity record: {e}"))?;
+            Some(codec::decode::<IdentityRecord>(&value, 1 << 16).map_err(|e| e.to_string())?)
+        }
+    };
+    let standing = standing_of(&answer.key, record, proof.block_time_ms);
+    if standing != answer.standing {
+        return Err(format!(
+            "the node says {}, the proof says {}",
+            answer.standing.label(),
+            standing.label()
+        ));
+    }
+    Ok(standing)
+}
+
 /// A committed transaction as the event stream reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxEvent {

@@ -34,6 +34,7 @@ pub struct Metrics {
     peers_connected: Gauge,
     p2p_dropped_messages: Gauge,
     p2p_refused_connections: Gauge,
+    p2p_evicted_connections: Gauge,
     storage_bytes: Gauge,
     /// Open event-stream connections.
     pub event_subscribers: Gauge,
@@ -55,6 +56,7 @@ impl Default for Metrics {
             peers_connected: Gauge::default(),
             p2p_dropped_messages: Gauge::default(),
             p2p_refused_connections: Gauge::default(),
+            p2p_evicted_connections: Gauge::default(),
             storage_bytes: Gauge::default(),
             event_subscribers: Gauge::default(),
             registry: Registry::default(),
@@ -116,6 +118,12 @@ impl Default for Metrics {
             m.p2p_refused_connections.clone(),
         );
         registry.register(
+            "p2p_evicted_connections",
+            "Open connections closed because the identity registry no longer admits the peer \
+             (since start)",
+            m.p2p_evicted_connections.clone(),
+        );
+        registry.register(
             "storage_bytes",
             "Size of the node's store on disk",
             m.storage_bytes.clone(),
@@ -151,6 +159,8 @@ impl Metrics {
             .set(net.dropped_total.load(Ordering::Relaxed) as i64);
         self.p2p_refused_connections
             .set(net.refused_total.load(Ordering::Relaxed) as i64);
+        self.p2p_evicted_connections
+            .set(net.evicted_total.load(Ordering::Relaxed) as i64);
         self.storage_bytes
             .set(shared.store.backend().disk_size_bytes() as i64);
         let mut out = String::new();

@@ -46,6 +46,9 @@ enum Command {
     /// Gift vouchers: issue, transfer, redeem, reclaim.
     #[command(subcommand)]
     Voucher(VoucherCommand),
+    /// Network ID: organizations, nodes, clients; rotate, suspend, revoke; show with proof.
+    #[command(subcommand)]
+    Id(netchain_cli::id_cli::IdCommand),
     /// Load at a fixed rate or a ramp to saturation; TPS, latency percentiles, CPU per process.
     Bench(BenchArgs),
     /// Realistic workloads on a local network.
@@ -402,6 +405,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await?,
         Command::Currency(cmd) => currency_cli::run_currency(cmd).await?,
         Command::Voucher(cmd) => currency_cli::run_voucher(cmd).await?,
+        Command::Id(cmd) => netchain_cli::id_cli::run(cmd).await?,
         Command::Demo(DemoCommand::LocalCurrency(args)) => {
             if !demo::run(args).await? {
                 bail!("the demo did not meet its goals (see the summary)");

@@ -1,0 +1,231 @@
+//! Network ID on a real 4-validator network whose genesis holds a consortium of three
+//! organizations, driven with `netchain id ...` as the README shows: a new organization is added
+//! with the approvals of two of three, registers a node, and its standing verifies against the
+//! committee keys; an organization's admin cannot act for another; a validator revoked by its
+//! organization is cut off by the others within a block of the revocation, while they keep
+//! committing; knocking on a peer port with the revoked key gets zero bytes back.
+
+mod common;
+
+use common::{Net, SERIAL};
+use netchain_crypto::{KeyFile, Keypair};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Runs `netchain args...`; returns (success, stdout + stderr).
+fn netchain(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_netchain"))
+        .args(args)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A metric's value on validator `i`.
+async fn metric(net: &Net, i: usize, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", net.layout.api_address(i)))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(" ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+/// Everything a peer port answers to a Hello signed by `key`.
+async fn answer(net: &Net, to: usize, key: &Keypair) -> Vec<u8> {
+    let me = net.layout.genesis.committee.validators[to].public_key;
+    let hello = netchain_network::hello_frame(&net.chain_id(), key, &me);
+    let mut s = tokio::net::TcpStream::connect(net.p2p_address(to))
+        .await
+        .unwrap();
+    s.write_all(&(hello.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    s.write_all(&hello).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consortium_admission_and_revocation_at_once() {
+    let _serial = SERIAL.lock().await;
+    let net = Net::start(4, 2).await;
+    net.wait_height(0, 2, Duration::from_secs(30)).await;
+    let node = net.layout.api_address(0).to_string();
+    let dir = net.layout.dir.clone();
+    let admin = |org: &str| {
+        netchain_cli::layout::org_admin_file(&dir, org)
+            .display()
+            .to_string()
+    };
+    let genesis = dir.join("genesis.json").display().to_string();
+    let scratch = tempfile::tempdir().unwrap();
+    let keyfile = |name: &str| -> (String, Keypair) {
+        let kp = Keypair::from_secret(*blake3::hash(name.as_bytes()).as_bytes());
+        let path: PathBuf = scratch.path().join(format!("{name}.json"));
+        KeyFile::from_keypair(&kp).save(&path).unwrap();
+        (path.display().to_string(), kp)
+    };
+
+    // A new organization: one approval is not enough, two of three are.
+    let (d_admin_file, d_admin) = keyfile("energy-admin");
+    let d_admin_pk = d_admin.public().to_string();
+    let add = |approvals: &[&str]| {
+        let mut args = vec![
+            "id",
+            "org",
+            "add",
+            "--node",
+            &node,
+            "--key",
+            &d_admin_file,
+            "--id",
+            "energy-d",
+            "--name",
+            "Energy D",
+            "--admins",
+            &d_admin_pk,
+        ];
+        for a in approvals {
+            args.extend(["--approve", a]);
+        }
+        netchain(&args)
+    };
+    let one = format!("org-1={}", admin("org-1"));
+    let two = format!("org-2={}", admin("org-2"));
+    let (ok, out) = add(&[&one]);
+    assert!(!ok && out.contains("insufficient_approvals"), "{out}");
+    let (ok, out) = add(&[&one, &two]);
+    assert!(ok, "{out}");
+    // It registers a node of its own, which then verifies as active with a proof.
+    let (_, gw) = keyfile("energy-gateway");
+    let gw_pk = gw.public().to_string();
+    let (ok, out) = netchain(&[
+        "id",
+        "node",
+        "add",
+        "--node",
+        &node,
+        "--key",
+        &d_admin_file,
+        "--org",
+        "energy-d",
+        "--name",
+        "gateway-1",
+        "--public-key",
+        &gw_pk,
+        "--role",
+        "full-node",
+        "--chains",
+        "*",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = netchain(&[
+        "id", "show", "--node", &node, "--key", &gw_pk, "--verify", &genesis,
+    ]);
+    assert!(ok && out.contains("is active"), "{out}");
+    // energy-d's admin cannot revoke org-1's validator.
+    let (ok, out) = netchain(&[
+        "id",
+        "revoke",
+        "--node",
+        &node,
+        "--key",
+        &d_admin_file,
+        "--org",
+        "org-1",
+        "--name",
+        "validator-3",
+    ]);
+    assert!(!ok && out.contains("not_org_admin"), "{out}");
+
+    // Before: validator 3's key is admitted (a Hello gets a Welcome).
+    let v3_key: Keypair = KeyFile::load(&net.layout.validator_dir(3).join("key.json")).unwrap();
+    assert!(!answer(&net, 0, &v3_key).await.is_empty());
+    // org-1 revokes its validator 3.
+    let (ok, out) = netchain(&[
+        "id",
+        "revoke",
+        "--node",
+        &node,
+        "--key",
+        &admin("org-1"),
+        "--org",
+        "org-1",
+        "--name",
+        "validator-3",
+    ]);
+    assert!(ok, "{out}");
+    let revoked_at: u64 = out
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("\"height\": ")?
+                .trim_end_matches(',')
+                .parse()
+                .ok()
+        })
+        .expect("commit height in the output");
+    // Every other validator closes its connections with 3 (the metric counts them) ...
+    let start = Instant::now();
+    for i in 0..3 {
+        while metric(&net, i, "netchain_p2p_evicted_connections").await < 1.0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "validator {i} did not cut off the revoked validator"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // ... within one block of learning of it: validator 3 commits nothing past the block after
+    // the revocation, while the other three keep committing.
+    let h0 = net.height(0).await.unwrap();
+    net.wait_height(0, h0 + 3, Duration::from_secs(60)).await;
+    let h3 = net.height(3).await.unwrap();
+    assert!(
+        h3 <= revoked_at + 1,
+        "the revoked validator reached height {h3}, revoked at {revoked_at}"
+    );
+    // Knocking with the revoked key: not a byte back.
+    assert!(answer(&net, 0, &v3_key).await.is_empty());
+    let (ok, out) = netchain(&[
+        "id",
+        "show",
+        "--node",
+        &node,
+        "--key",
+        &v3_key.public().to_string(),
+        "--verify",
+        &genesis,
+    ]);
+    assert!(ok && out.contains("is revoked"), "{out}");
+    // Revocation is final.
+    let (ok, out) = netchain(&[
+        "id",
+        "resume",
+        "--node",
+        &node,
+        "--key",
+        &admin("org-1"),
+        "--org",
+        "org-1",
+        "--name",
+        "validator-3",
+    ]);
+    assert!(!ok && out.contains("revoked"), "{out}");
+}
