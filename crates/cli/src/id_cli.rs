@@ -355,7 +355,12 @@ async fn run_org(cmd: OrgCommand) -> anyhow::Result<()> {
                 let Some((approver, file)) = a.split_once('=') else {
                     bail!("--approve takes ORG=KEY_FILE, got {a:?}");
                 };
-                all.push(approval(&chain, &org, approver, std::path::Path::new(file))?);
+                all.push(approval(
+                    &chain,
+                    &org,
+                    approver,
+                    std::path::Path::new(file),
+                )?);
             }
             for file in &approvals {
                 let text = std::fs::read_to_string(file)

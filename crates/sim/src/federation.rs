@@ -201,6 +201,7 @@ pub fn run_federation(seed: u64, opts: &Options) -> FederationOutcome {
             chain_id: ROOT.into(),
             governance: Some(governance.clone()),
             checkpoints: false,
+            identity: false,
         },
     );
     let svc = World::new(
@@ -209,6 +210,7 @@ pub fn run_federation(seed: u64, opts: &Options) -> FederationOutcome {
             chain_id: SERVICE.into(),
             governance: None,
             checkpoints: true,
+            identity: false,
         },
     );
     let n = svc.plan.validators;

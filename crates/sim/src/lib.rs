@@ -57,7 +57,7 @@ pub fn report(outcome: &Outcome) -> String {
     format!(
         "{verdict}\n{}\n  run: {} events, {} delivered, {} dropped, {} copies, {} crashes \
          ({} unsynced writes lost/torn), height {}, txs {}/{} acknowledged, {} simulated ms, \
-         hash {}",
+         hash {}{}",
         outcome.plan,
         s.events,
         s.delivered,
@@ -69,7 +69,15 @@ pub fn report(outcome: &Outcome) -> String {
         s.acknowledged,
         s.txs,
         s.sim_ms,
-        hex(&outcome.hash[..8])
+        hex(&outcome.hash[..8]),
+        if outcome.plan.revoke.is_some() {
+            format!(
+                "; network id: revocation executed {}, {} messages refused",
+                s.revoked, s.refused
+            )
+        } else {
+            String::new()
+        }
     )
 }
 

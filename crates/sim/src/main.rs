@@ -27,6 +27,10 @@ struct Args {
     /// chains under their own fault plans).
     #[arg(long, conflicts_with = "planted")]
     federation: bool,
+    /// Network ID: an identity registry in the genesis, validators admitting peers by it, and
+    /// one validator revoked during the run that keeps trying to reach the others.
+    #[arg(long)]
+    network_id: bool,
     /// Print every run's report, not only failures.
     #[arg(long)]
     verbose: bool,
@@ -44,6 +48,7 @@ fn main() {
             .map(|v| v.parse().expect("4 or 7")),
         planted: args.planted,
         scale_percent: args.scale,
+        network_id: args.network_id,
     };
     // SIM_SEED reruns exactly one case.
     let (start, count) = match seed_from_env() {

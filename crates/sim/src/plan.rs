@@ -110,6 +110,10 @@ pub struct Plan {
     pub block_max_txs: usize,
     /// Planted-bug mode (f+1 Twins).
     pub planted: bool,
+    /// Network ID runs: the genesis holds an identity registry, validators admit peers by it,
+    /// and this validator is revoked by its organization at this time (simulated ms), then keeps
+    /// running and trying to reach the others.
+    pub revoke: Option<(ValidatorIndex, u64)>,
 }
 
 /// Choices made outside the seed (by the test or the command line).
@@ -121,6 +125,9 @@ pub struct Options {
     pub planted: bool,
     /// Scales the fault phase and the client load (percent of the default, 100 when 0).
     pub scale_percent: u64,
+    /// Network ID: an identity registry in the genesis, admission by it, and one validator
+    /// revoked during the run.
+    pub network_id: bool,
 }
 
 impl Plan {
@@ -191,8 +198,41 @@ impl Plan {
             sync_max_blocks: *rng.pick(&[2, 4, 100]),
             block_max_txs: *rng.pick(&[1, 3, 5_000]),
             planted: false,
+            revoke: None,
         }
         .planted_if(opts.planted, &mut rng)
+        .revoke_if(opts.network_id)
+    }
+
+    /// Network ID runs: picks the validator to revoke and when, from a generator of its own
+    /// (the rest of the plan is the same as without). A revoked validator is lost to the
+    /// committee, so it is a faulty one when f are faulty already, and honest crashes are kept
+    /// within what is left of f.
+    fn revoke_if(mut self, network_id: bool) -> Self {
+        if !network_id {
+            return self;
+        }
+        let mut rng = Rng::new(self.seed ^ 0x1DE7_0000_0000);
+        let f = self.f();
+        let faulty: Vec<ValidatorIndex> = (0..self.validators as ValidatorIndex)
+            .filter(|&v| self.is_faulty(v))
+            .collect();
+        let honest: Vec<ValidatorIndex> = (0..self.validators as ValidatorIndex)
+            .filter(|&v| !self.is_faulty(v))
+            .collect();
+        let pick_honest = faulty.is_empty() || (faulty.len() < f && rng.chance(600));
+        let v = if pick_honest {
+            *rng.pick(&honest)
+        } else {
+            *rng.pick(&faulty)
+        };
+        if !self.is_faulty(v) {
+            let left = f.saturating_sub(faulty.len() + 1);
+            self.crashed_max = self.crashed_max.min(left);
+        }
+        let at = rng.range(self.fault_ms / 5, self.fault_ms * 4 / 5);
+        self.revoke = Some((v, at));
+        self
     }
 
     /// Planted mode: f+1 Twins on long, aligned splits and an otherwise kind network, so each
@@ -273,6 +313,9 @@ impl fmt::Display for Plan {
         )?;
         if self.planted {
             writeln!(f, "  PLANTED BUG: f+1 Twins (more faults than tolerated)")?;
+        }
+        if let Some((v, at)) = self.revoke {
+            writeln!(f, "  network id: validator {v} revoked at {at} ms")?;
         }
         write!(
             f,

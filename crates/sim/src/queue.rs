@@ -34,6 +34,8 @@ pub enum Ev {
     Retry,
     /// End of the fault phase: the network heals.
     Heal,
+    /// Network ID runs: the revoked validator's organization revokes it.
+    Revoke,
 }
 
 struct Entry {

@@ -10,8 +10,8 @@ use netchain_sim::{run_federation, seed_from_env, FederationOutcome, Options};
 fn opts() -> Options {
     Options {
         validators: None,
-        planted: false,
         scale_percent: 300,
+        ..Options::default()
     }
 }
 

@@ -49,6 +49,11 @@ pub struct ChainSetup {
     /// Validators sign executed checkpoints and aggregate them into certificates (as the node
     /// does; only runs with anchoring need them).
     pub checkpoints: bool,
+    /// The identity registry in the genesis (Network ID runs): validators then admit peers only
+    /// while it lists them as active validators of the chain.
+    pub identity: Option<netchain_types::identity::IdentityGenesis>,
+    /// Admin keys of the registry's organizations, by organization index.
+    pub org_admins: Vec<Keypair>,
 }
 
 /// Heights above the last certificate for which checkpoint votes are kept (as in the node).
@@ -103,6 +108,8 @@ struct Running {
     tip: ChainTip,
     exec_queue: VecDeque<(Block, QuorumCert)>,
     checkpoints: Option<CheckpointAggregator>,
+    /// Admission answers at one executed height (cleared when the tip moves).
+    admitted: (u64, std::collections::BTreeMap<PublicKey, bool>),
 }
 
 /// A validator instance (Twins are two instances with one index and key).
@@ -172,11 +179,9 @@ impl Instance {
         let store = ChainStore::new(self.disk.clone());
         let executor = Executor::new(s.chain_id.clone(), self.disk.clone());
         if store.genesis_hash().expect("sim disk").is_none() {
-            let (state_root, mut batch) = match &s.governance {
-                Some(g) => executor.genesis_root(&s.accounts, g),
-                None => executor.genesis(&s.accounts),
-            }
-            .expect("genesis");
+            let (state_root, mut batch) = executor
+                .genesis_with(&s.accounts, s.governance.as_ref(), s.identity.as_ref())
+                .expect("genesis");
             let tip = ChainTip {
                 qc: QuorumCert::genesis(s.genesis.id()),
                 block: s.genesis.clone(),
@@ -222,6 +227,7 @@ impl Instance {
             CheckpointAggregator::new(s.committee.clone(), certified, CHECKPOINT_WINDOW)
         });
         self.running = Some(Running {
+            admitted: (u64::MAX, Default::default()),
             checkpoints,
             core,
             mempool: Mempool::new(MempoolConfig::default()),
@@ -405,6 +411,34 @@ impl Instance {
         netchain_execution::relay::newest_executed_checkpoint(&r.store, r.tip.block.height)
             .expect("sim disk")
             .map(|c| c.checkpoint.height)
+    }
+
+    /// Whether this instance's registry (at its executed tip, by its block time) admits `key` as
+    /// a validator of the chain; always without a registry. A stopped instance admits nobody.
+    pub fn admits(&mut self, key: &PublicKey) -> bool {
+        if self.setup.identity.is_none() {
+            return true;
+        }
+        let Some(r) = self.running.as_mut() else {
+            return false;
+        };
+        let height = r.tip.block.height;
+        if r.admitted.0 != height {
+            r.admitted = (height, Default::default());
+        }
+        if let Some(&ok) = r.admitted.1.get(key) {
+            return ok;
+        }
+        let ok = r
+            .executor
+            .identity_standing(key, height, r.tip.block.timestamp_ms)
+            .expect("sim disk")
+            .admits_node(
+                &self.setup.chain_id,
+                netchain_types::identity::NodeRole::Validator,
+            );
+        r.admitted.1.insert(*key, ok);
+        ok
     }
 
     /// A module value in this instance's executed state (at its tip), if up.

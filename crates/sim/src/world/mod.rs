@@ -8,7 +8,11 @@ use crate::node::{ChainSetup, Effect, Instance};
 use crate::plan::{Options, Plan};
 use crate::queue::{Ev, Queue};
 use crate::rng::Rng;
-use netchain_crypto::Keypair;
+use netchain_crypto::{sign_transaction, Keypair};
+use netchain_types::identity::{
+    GenesisOrg, IdentityGenesis, IdentityKind, IdentityOp, IdentitySpec, IdentityStatus, NodeRole,
+    Organization,
+};
 use netchain_types::{
     codec, hash_parts, Block, Committee, ConsensusMessage, Validator, ValidatorIndex,
 };
@@ -59,6 +63,10 @@ pub struct Stats {
     pub acknowledged: usize,
     /// Simulated time at the end.
     pub sim_ms: u64,
+    /// Messages dropped because the sender or the receiver did not admit the other (Network ID).
+    pub refused: u64,
+    /// Network ID runs: an honest validator executed the revocation.
+    pub revoked: bool,
 }
 
 /// How a run ended.
@@ -76,7 +84,12 @@ pub struct Outcome {
 
 /// Runs the seed under `opts`.
 pub fn run(seed: u64, opts: &Options) -> Outcome {
-    World::new(Plan::draw(seed, opts), ChainSpec::default()).run()
+    let plan = Plan::draw(seed, opts);
+    let spec = ChainSpec {
+        identity: plan.revoke.is_some(),
+        ..ChainSpec::default()
+    };
+    World::new(plan, spec).run()
 }
 
 /// Which chain a world runs (the single-chain runs use the default).
@@ -88,6 +101,8 @@ pub(crate) struct ChainSpec {
     pub governance: Option<netchain_types::registry::Governance>,
     /// Validators sign and aggregate checkpoints.
     pub checkpoints: bool,
+    /// An identity registry of three organizations with the validators registered under them.
+    pub identity: bool,
 }
 
 impl Default for ChainSpec {
@@ -96,6 +111,7 @@ impl Default for ChainSpec {
             chain_id: "sim".into(),
             governance: None,
             checkpoints: false,
+            identity: false,
         }
     }
 }
@@ -140,6 +156,11 @@ fn setup(plan: &Plan, spec: ChainSpec, rng: &mut Rng, clients: &Clients) -> Chai
             .collect(),
     };
     let genesis_hash = hash_parts("sim/genesis", &[&plan.seed.to_le_bytes()]);
+    let (identity, org_admins) = if spec.identity {
+        registry(&spec.chain_id, &committee, rng)
+    } else {
+        (None, Vec::new())
+    };
     ChainSetup {
         chain_id: spec.chain_id,
         committee,
@@ -152,7 +173,50 @@ fn setup(plan: &Plan, spec: ChainSpec, rng: &mut Rng, clients: &Clients) -> Chai
         block_max_txs: plan.block_max_txs,
         governance: spec.governance,
         checkpoints: spec.checkpoints,
+        identity,
+        org_admins,
     }
+}
+
+/// Organizations of a simulated consortium.
+const ORGS: usize = 3;
+
+/// A consortium of three organizations; validator i is `validator-<i>` of organization i mod 3.
+fn registry(
+    chain_id: &str,
+    committee: &Committee,
+    rng: &mut Rng,
+) -> (Option<IdentityGenesis>, Vec<Keypair>) {
+    let admins: Vec<Keypair> = (0..ORGS)
+        .map(|_| Keypair::from_secret(rng.bytes32()))
+        .collect();
+    let organizations = admins
+        .iter()
+        .enumerate()
+        .map(|(o, admin)| GenesisOrg {
+            org: Organization {
+                id: format!("org-{o}"),
+                name: format!("Org {o}"),
+                admins: vec![admin.public()],
+            },
+            identities: committee
+                .validators
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % ORGS == o)
+                .map(|(i, v)| IdentitySpec {
+                    name: format!("validator-{i}"),
+                    key: v.public_key,
+                    kind: IdentityKind::Node {
+                        role: NodeRole::Validator,
+                        chains: vec![chain_id.to_string()],
+                    },
+                    expires_ms: None,
+                })
+                .collect(),
+        })
+        .collect();
+    (Some(IdentityGenesis { organizations }), admins)
 }
 
 impl World {
@@ -236,6 +300,9 @@ impl World {
         }
         self.queue.push(RETRY_MS / 4, Ev::Retry);
         self.queue.push(self.plan.fault_ms, Ev::Heal);
+        if let Some((_, at)) = self.plan.revoke {
+            self.queue.push(at, Ev::Revoke);
+        }
     }
 
     fn run(mut self) -> Outcome {
@@ -275,9 +342,13 @@ impl World {
         self.handle(ev)
     }
 
-    /// Healed, every client transaction submitted and acknowledged.
+    /// Healed, every client transaction submitted and acknowledged (and, in Network ID runs,
+    /// the revocation executed by an honest validator).
     pub(crate) fn settled(&self) -> bool {
-        self.healed && self.submits_left == 0 && self.clients.pending() == 0
+        self.healed
+            && self.submits_left == 0
+            && self.clients.pending() == 0
+            && (self.plan.revoke.is_none() || self.stats.revoked)
     }
 
     /// The message-storm bound and (when `deadline`) the liveness bound.
@@ -387,7 +458,69 @@ impl World {
                 Ok(())
             }
             Ev::Heal => self.heal(),
+            Ev::Revoke => {
+                self.revoke();
+                Ok(())
+            }
         }
+    }
+
+    /// The revoked validator's organization revokes it (resent every second until an honest
+    /// validator has executed it).
+    fn revoke(&mut self) {
+        let Some((v, _)) = self.plan.revoke else {
+            return;
+        };
+        let org = v as usize % ORGS;
+        let (org_id, name) = (format!("org-{org}"), format!("validator-{v}"));
+        let done = (0..self.plan.validators).any(|i| {
+            !self.plan.is_faulty(i as ValidatorIndex)
+                && self.instances[i]
+                    .read_state::<netchain_execution::identity::IdentityRecord>(
+                        &netchain_execution::identity::member_key(&org_id, &name),
+                    )
+                    .is_some_and(|r| r.status == IdentityStatus::Revoked)
+        });
+        if done {
+            self.stats.revoked = true;
+            return;
+        }
+        self.queue.push(self.now + RETRY_MS, Ev::Revoke);
+        let up: Vec<usize> = (0..self.plan.validators)
+            .filter(|&i| {
+                self.instances[i].is_up()
+                    && !self.plan.is_faulty(i as ValidatorIndex)
+                    && i != v as usize
+            })
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let i = *self.rng.pick(&up);
+        let admin = self.setup.org_admins[org].clone();
+        let Some(nonce) = self.instances[i].nonce(&admin.public()) else {
+            return;
+        };
+        let tx = sign_transaction(
+            &admin,
+            netchain_types::Transaction {
+                chain_id: self.setup.chain_id.clone(),
+                sender: admin.public(),
+                nonce,
+                payload: netchain_types::Payload::Identity(IdentityOp::SetStatus {
+                    org: org_id,
+                    name,
+                    status: IdentityStatus::Revoked,
+                }),
+            },
+        );
+        let now = self.now;
+        self.submit_external(now, i, tx);
+    }
+
+    /// The validator key of instance `i`.
+    fn key_of(&self, i: usize) -> netchain_types::PublicKey {
+        self.setup.committee.validators[self.instances[i].index as usize].public_key
     }
 
     fn deliver(
@@ -397,6 +530,12 @@ impl World {
         msg: ConsensusMessage,
     ) -> Result<(), Violation> {
         if !self.instances[to].is_up() {
+            return Ok(());
+        }
+        let from_key = self.setup.committee.validators[from as usize].public_key;
+        if !self.instances[to].admits(&from_key) {
+            // Network ID: the receiver's registry no longer admits the sender.
+            self.stats.refused += 1;
             return Ok(());
         }
         self.stats.delivered += 1;
@@ -515,6 +654,12 @@ impl World {
     }
 
     fn send(&mut self, src: usize, dst: usize, from: ValidatorIndex, msg: ConsensusMessage) {
+        let dst_key = self.key_of(dst);
+        if !self.instances[src].admits(&dst_key) {
+            // Network ID: the sender does not connect to a peer its registry does not admit.
+            self.stats.refused += 1;
+            return;
+        }
         let split = self.split.as_ref().is_some_and(|s| s[src] != s[dst]);
         if !self.healed
             && (split
