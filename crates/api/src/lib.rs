@@ -7,6 +7,7 @@
 
 #![recursion_limit = "512"]
 
+pub mod auth;
 pub mod chains;
 pub mod currency;
 pub mod events;
@@ -95,7 +96,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(currency::routes())
         .merge(chains::routes())
         .merge(identity::routes())
+        .route("/v1/auth/session", post(auth::open_session))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            auth::guard,
+        ))
+        .layer(axum::Extension(Arc::new(auth::Auth::new(&shared))))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(shared)
 }
@@ -143,6 +150,7 @@ fn admit_error(e: netchain_node::AdmitError) -> ApiError {
     let status = match e.code() {
         "mempool_full" => StatusCode::SERVICE_UNAVAILABLE,
         "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+        "unregistered_sender" => StatusCode::FORBIDDEN,
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError::new(status, e.code(), e.to_string())
@@ -150,10 +158,12 @@ fn admit_error(e: netchain_node::AdmitError) -> ApiError {
 
 async fn submit(
     State(shared): State<Arc<Shared>>,
+    axum::Extension(auth): axum::Extension<Arc<auth::Auth>>,
     body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad("malformed", e.body_text()))?;
     let tx = decode_tx(&shared, req.into_input()?)?;
+    auth.take_sender(&tx.tx.sender)?;
     let tx_id = admit(&shared, tx)?;
     Ok((
         StatusCode::ACCEPTED,
@@ -164,12 +174,23 @@ async fn submit(
     ))
 }
 
-fn admit_all(shared: &Shared, inputs: Vec<TxInput>) -> (usize, usize, Vec<BatchItem>) {
+fn admit_all(
+    shared: &Shared,
+    auth: &auth::Auth,
+    inputs: Vec<TxInput>,
+) -> (usize, usize, Vec<BatchItem>) {
     let mut results = Vec::with_capacity(inputs.len());
     let (mut accepted, mut rejected) = (0, 0);
-    // Decode everything, then admit the decodable ones with one batched signature check.
-    let decoded: Vec<Result<SignedTransaction, ApiError>> =
-        inputs.into_iter().map(|i| decode_tx(shared, i)).collect();
+    // Decode everything (each sender held to its rate), then admit the decodable ones with one
+    // batched signature check.
+    let decoded: Vec<Result<SignedTransaction, ApiError>> = inputs
+        .into_iter()
+        .map(|i| {
+            let tx = decode_tx(shared, i)?;
+            auth.take_sender(&tx.tx.sender)?;
+            Ok(tx)
+        })
+        .collect();
     let good: Vec<SignedTransaction> = decoded
         .iter()
         .filter_map(|d| d.as_ref().ok().cloned())
@@ -208,6 +229,7 @@ fn admit_all(shared: &Shared, inputs: Vec<TxInput>) -> (usize, usize, Vec<BatchI
 
 async fn submit_batch(
     State(shared): State<Arc<Shared>>,
+    axum::Extension(auth): axum::Extension<Arc<auth::Auth>>,
     body: Result<Json<BatchRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<BatchResponse> {
     let Json(req) = body.map_err(|e| ApiError::bad("malformed", e.body_text()))?;
@@ -226,7 +248,7 @@ async fn submit_batch(
     // that also carry consensus and the network.
     let worker = shared.clone();
     let (accepted, rejected, results) =
-        tokio::task::spawn_blocking(move || admit_all(&worker, inputs))
+        tokio::task::spawn_blocking(move || admit_all(&worker, &auth, inputs))
             .await
             .map_err(ApiError::internal)?;
     Ok(Json(BatchResponse {

@@ -5,6 +5,9 @@ use serde_json::{json, Value};
 fn error_responses() -> Value {
     json!({
         "400": { "description": "Bad input", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+        "401": { "description": "A session is required, or the token or session is not valid here", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+        "403": { "description": "Not an active registered identity (unregistered_sender, unregistered_client)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+        "429": { "description": "Over the identity's rate (rate_limited)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
         "404": { "description": "Not found", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
         "503": { "description": "Unavailable (mempool full, no checkpoint yet)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
     })
@@ -49,6 +52,11 @@ pub fn document() -> Value {
         "openapi": "3.1.0",
         "info": { "title": "netchain node API", "version": env!("CARGO_PKG_VERSION") },
         "paths": {
+            "/v1/auth/session": { "post": {
+                "summary": "Network ID: trade a one-time access token (signed by a registered client for this node) for a session; send it as Authorization: Bearer <session>",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SessionRequest" } } } },
+                "responses": responses("200", "Session")
+            }},
             "/v1/transactions": { "post": {
                 "summary": "Submit one signed transaction",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SubmitRequest" } } } },
@@ -210,7 +218,7 @@ pub fn document() -> Value {
         },
         "components": { "schemas": {
             "Error": { "type": "object", "required": ["code", "message"], "properties": {
-                "code": { "type": "string", "description": "Stable code: malformed, oversize, wrong_chain, bad_signature, duplicate, nonce_too_low, nonce_too_high, nonce_in_use, mempool_full, not_found, no_checkpoint, too_many_subscribers, internal" },
+                "code": { "type": "string", "description": "Stable code: malformed, oversize, wrong_chain, bad_signature, duplicate, nonce_too_low, nonce_too_high, nonce_in_use, mempool_full, unregistered_sender, unregistered_client, session_required, unknown_session, session_expired, foreign_token, token_expired, token_replayed, rate_limited, too_many_sessions, not_found, no_checkpoint, too_many_subscribers, internal" },
                 "message": { "type": "string" } } },
             "SignedTransaction": { "type": "object", "required": ["tx", "signature"], "properties": {
                 "tx": { "type": "object", "required": ["chain_id", "sender", "nonce", "payload"], "properties": {
@@ -275,6 +283,13 @@ pub fn document() -> Value {
                 "op": { "type": "string" },
                 "sender": hex32, "to": hex32, "amount": { "type": "integer" },
                 "status": { "enum": ["applied", "rejected"] }, "code": { "type": "string" } } },
+            "SessionRequest": { "type": "object", "required": ["token"], "properties": {
+                "token": { "type": "object", "required": ["chain_id", "client", "node", "nonce", "expires_ms", "signature"], "properties": {
+                    "chain_id": { "type": "string" }, "client": hex32, "node": hex32,
+                    "nonce": { "type": "string", "pattern": "^[0-9a-f]{32}$" }, "expires_ms": int(),
+                    "signature": { "type": "string", "pattern": "^[0-9a-f]{128}$" } }, "additionalProperties": false } }, "additionalProperties": false },
+            "Session": { "type": "object", "required": ["session", "client", "expires_ms"], "properties": {
+                "session": { "type": "string", "pattern": "^[0-9a-f]{64}$" }, "client": hex32, "expires_ms": int() } },
             "OrgRecord": { "type": "object", "required": ["org", "members", "added_height"], "properties": {
                 "org": { "type": "object", "required": ["id", "name", "admins"], "properties": {
                     "id": { "type": "string" }, "name": { "type": "string" }, "admins": { "type": "array", "items": hex32 } } },

@@ -184,6 +184,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 api_base_port: args.api_port,
                 host: "127.0.0.1".into(),
                 organizations: crate::layout::DEFAULT_ORGANIZATIONS,
+                registered_senders: false,
             },
         )?;
         let binary = netchaind_path();

@@ -510,6 +510,7 @@ pub async fn run_report(args: DemoArgs) -> anyhow::Result<DemoReport> {
             api_base_port: args.api_port,
             host: "127.0.0.1".into(),
             organizations: crate::layout::DEFAULT_ORGANIZATIONS,
+            registered_senders: false,
         },
     )?;
     let binary = netchaind_path();

@@ -51,6 +51,29 @@ pub enum IdCommand {
     Suspend(StatusArgs),
     /// Resumes a suspended identity.
     Resume(StatusArgs),
+    /// Signs a one-time access token for a node with a client key and prints it (JSON for
+    /// `POST /v1/auth/session`).
+    Token {
+        /// Node API address (the token is bound to this node).
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        node: String,
+        /// Key file of the registered client or device.
+        #[arg(long)]
+        key: PathBuf,
+        /// How long the token stays usable (at most 5m).
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        valid: std::time::Duration,
+    },
+    /// Opens a session on a node with a fresh one-time token and prints the session secret
+    /// (send it as `Authorization: Bearer <session>`).
+    Session {
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        node: String,
+        /// Key file of the registered client or device.
+        #[arg(long)]
+        key: PathBuf,
+    },
     /// Shows a key's standing (`--key`), or an identity (`--org` and `--name`).
     Show {
         /// Node API address.
@@ -280,6 +303,19 @@ pub async fn run(cmd: IdCommand) -> anyhow::Result<()> {
             name,
             verify,
         } => show(&node, key, org, name, verify).await,
+        IdCommand::Token { node, key, valid } => {
+            let kp: Keypair = KeyFile::load(&key)?;
+            let token = Client::new(&node)
+                .access_token(&kp, valid.as_millis() as u64)
+                .await?;
+            print_json(&netchain_api::auth::SessionRequest { token })
+        }
+        IdCommand::Session { node, key } => {
+            let kp: Keypair = KeyFile::load(&key)?;
+            let c = Client::new(&node);
+            let token = c.access_token(&kp, 60_000).await?;
+            print_json(&c.open_session(&token).await?)
+        }
     }
 }
 

@@ -30,6 +30,9 @@ pub struct LayoutParams {
     /// registry, each organization's admin key is written to `orgs/<id>/admin.json`, and the
     /// validators are registered under the organizations in turn. 0: no registry.
     pub organizations: usize,
+    /// With a registry: the demo accounts are registered as clients (`client-<i>`, under the
+    /// organizations in turn) and the chain accepts transactions only from registered identities.
+    pub registered_senders: bool,
 }
 
 impl Default for LayoutParams {
@@ -43,6 +46,7 @@ impl Default for LayoutParams {
             api_base_port: 8100,
             host: "127.0.0.1".into(),
             organizations: DEFAULT_ORGANIZATIONS,
+            registered_senders: false,
         }
     }
 }
@@ -65,9 +69,10 @@ pub fn org_admin_file(dir: &Path, org: &str) -> PathBuf {
 fn consortium(
     dir: &Path,
     n: usize,
-    chain_id: &str,
+    p: &LayoutParams,
     validators: &[Validator],
 ) -> anyhow::Result<IdentityGenesis> {
+    let chain_id = p.chain_id.as_str();
     let mut organizations = Vec::new();
     for i in 0..n {
         let id = org_id(i);
@@ -75,7 +80,7 @@ fn consortium(
         let file = org_admin_file(dir, &id);
         std::fs::create_dir_all(file.parent().expect("has a parent"))?;
         KeyFile::from_keypair(&admin).save(&file)?;
-        let identities = validators
+        let mut identities: Vec<IdentitySpec> = validators
             .iter()
             .enumerate()
             .filter(|(v, _)| v % n == i)
@@ -89,6 +94,20 @@ fn consortium(
                 expires_ms: None,
             })
             .collect();
+        if p.registered_senders {
+            identities.extend(
+                (0..p.accounts)
+                    .filter(|a| a % n == i)
+                    .map(|a| IdentitySpec {
+                        name: format!("client-{a}"),
+                        key: demo_account(chain_id, a).public(),
+                        kind: IdentityKind::Client {
+                            roles: vec!["demo".into()],
+                        },
+                        expires_ms: None,
+                    }),
+            );
+        }
         organizations.push(GenesisOrg {
             org: Organization {
                 id: id.clone(),
@@ -98,7 +117,10 @@ fn consortium(
             identities,
         });
     }
-    Ok(IdentityGenesis { organizations })
+    Ok(IdentityGenesis {
+        organizations,
+        require_registered_senders: p.registered_senders,
+    })
 }
 
 /// A written local network.
@@ -180,6 +202,7 @@ pub fn write(dir: &Path, p: &LayoutParams) -> anyhow::Result<Layout> {
             consensus: ConsensusParams::default(),
             mempool: MempoolParams::default(),
             anchoring: None,
+            access: Default::default(),
         };
         let file = vdir.join("node.toml");
         node.save(&file)?;
@@ -193,7 +216,7 @@ pub fn write(dir: &Path, p: &LayoutParams) -> anyhow::Result<Layout> {
         .collect();
     let identity = match p.organizations {
         0 => None,
-        n => Some(consortium(dir, n, &p.chain_id, &validators)?),
+        n => Some(consortium(dir, n, p, &validators)?),
     };
     let genesis = Genesis {
         chain_id: p.chain_id.clone(),

@@ -198,6 +198,7 @@ fn write_layouts(
         } else {
             0
         },
+        registered_senders: false,
     };
     // The root chain, with its governance.
     let mut root = layout::write(&opts.dir.join("root"), &params(ROOT_CHAIN, 0))?;

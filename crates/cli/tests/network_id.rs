@@ -8,6 +8,7 @@
 mod common;
 
 use common::{Net, SERIAL};
+use netchain_client::Client;
 use netchain_crypto::{KeyFile, Keypair};
 use std::path::PathBuf;
 use std::process::Command;
@@ -228,4 +229,172 @@ async fn consortium_admission_and_revocation_at_once() {
         "validator-3",
     ]);
     assert!(!ok && out.contains("revoked"), "{out}");
+}
+
+/// A transaction signed by `key` on the test chain.
+fn signed(
+    net: &Net,
+    key: &Keypair,
+    nonce: u64,
+    payload: netchain_types::Payload,
+) -> netchain_types::SignedTransaction {
+    netchain_crypto::sign_transaction(
+        key,
+        netchain_types::Transaction {
+            chain_id: net.chain_id(),
+            sender: key.public(),
+            nonce,
+            payload,
+        },
+    )
+}
+
+/// Submits and waits for the outcome: "applied" or the rejection code.
+async fn outcome(net: &Net, tx: &netchain_types::SignedTransaction) -> String {
+    let c = &net.clients[1];
+    let id = c.submit(tx).await.unwrap().tx_id;
+    let start = Instant::now();
+    loop {
+        if let Some(s) = c.tx_status(&id).await.unwrap() {
+            match s.status.as_str() {
+                "committed" => return "applied".into(),
+                "rejected" => return s.code.unwrap_or_default(),
+                _ => {}
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no outcome");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_clients_tokens_sessions_and_rates() {
+    use netchain_types::identity::{IdentityKind, IdentityOp, IdentitySpec, IdentityStatus};
+    use netchain_types::Payload;
+    let _serial = SERIAL.lock().await;
+    // Validator 0 serves reads to registered clients only, 20 requests/s per client; the chain
+    // accepts transactions from registered identities only (the demo accounts are clients).
+    let net = Net::start_with(4, 3, true, |i, cfg| {
+        if i == 0 {
+            cfg.access.reads = netchain_config::ReadAccess::Registered;
+            cfg.access.client_requests_per_sec = 20;
+        }
+    })
+    .await;
+    net.wait_height(1, 2, Duration::from_secs(30)).await;
+    let chain = net.chain_id();
+    let demo = netchain_cli::layout::demo_account(&chain, 0);
+    let admin: Keypair = KeyFile::load(&netchain_cli::layout::org_admin_file(
+        &net.layout.dir,
+        "org-1",
+    ))
+    .unwrap();
+    let sink = Keypair::from_secret([5; 32]).public();
+    let transfer = |to| Payload::Transfer { to, amount: 1 };
+
+    // Writes: a registered client passes; a stranger is refused at the door (403) and by
+    // execution if a block carried it anyway.
+    assert_eq!(
+        outcome(&net, &signed(&net, &demo, 0, transfer(sink))).await,
+        "applied"
+    );
+    let stranger = Keypair::from_secret([6; 32]);
+    let err = net.clients[1]
+        .submit(&signed(&net, &stranger, 0, transfer(sink)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("unregistered_sender"), "{err}");
+
+    // A client registered by org-1's admin (identity operations need no registration).
+    let app = Keypair::from_secret([7; 32]);
+    let register = |name: &str, key: &Keypair| IdentityOp::Register {
+        org: "org-1".into(),
+        identity: IdentitySpec {
+            name: name.into(),
+            key: key.public(),
+            kind: IdentityKind::Client {
+                roles: vec!["reader".into()],
+            },
+            expires_ms: None,
+        },
+    };
+    let mut admin_nonce = 0;
+    let mut admin_op = |op| {
+        admin_nonce += 1;
+        signed(&net, &admin, admin_nonce - 1, Payload::Identity(op))
+    };
+    let tx = admin_op(register("app-1", &app));
+    assert_eq!(outcome(&net, &tx).await, "applied");
+
+    // Reads on validator 0 need a session; /v1/status stays open.
+    let open = &net.clients[0];
+    assert!(open.status().await.is_ok());
+    let err = open.get_json("/v1/blocks/1").await.unwrap_err();
+    assert_eq!(err.code(), Some("session_required"), "{err}");
+    // A token for validator 0 opens a session once; replayed, it is refused.
+    let token = open.access_token(&app, 60_000).await.unwrap();
+    let session = open.open_session(&token).await.unwrap();
+    let reader = Client::new(net.layout.api_address(0)).with_session(&session.session);
+    assert!(reader.get_json("/v1/blocks/1").await.is_ok());
+    let err = open.open_session(&token).await.unwrap_err();
+    assert_eq!(err.code(), Some("token_replayed"), "{err}");
+    // A token for validator 1 is foreign to validator 0; an expired one and a stranger's fail.
+    let other = net.clients[1].access_token(&app, 60_000).await.unwrap();
+    let err = open.open_session(&other).await.unwrap_err();
+    assert_eq!(err.code(), Some("foreign_token"), "{err}");
+    let mut expired = open.access_token(&app, 60_000).await.unwrap();
+    expired.expires_ms = netchain_node::now_ms() - 1;
+    expired.signature = app.sign(&expired.signing_message());
+    let err = open.open_session(&expired).await.unwrap_err();
+    assert_eq!(err.code(), Some("token_expired"), "{err}");
+    let forged = open.access_token(&stranger, 60_000).await.unwrap();
+    let err = open.open_session(&forged).await.unwrap_err();
+    assert_eq!(err.code(), Some("unregistered_client"), "{err}");
+    let mut tampered = open.access_token(&app, 60_000).await.unwrap();
+    tampered.expires_ms += 1;
+    let err = open.open_session(&tampered).await.unwrap_err();
+    assert_eq!(err.code(), Some("bad_signature"), "{err}");
+
+    // One client cannot flood the node: 20 requests/s, bursts of 40.
+    tokio::time::sleep(Duration::from_secs(2)).await; // a full bucket
+    let mut limited = 0;
+    for _ in 0..60 {
+        if let Err(e) = reader.get_json("/v1/blocks/1").await {
+            assert_eq!(e.code(), Some("rate_limited"), "{e}");
+            limited += 1;
+        }
+    }
+    assert!(
+        limited >= 10,
+        "only {limited} of 60 quick requests were limited"
+    );
+
+    // Rotation: the old key's tokens are refused, the new key's accepted.
+    let rotated = Keypair::from_secret([8; 32]);
+    let tx = admin_op(IdentityOp::Rotate {
+        org: "org-1".into(),
+        name: "app-1".into(),
+        new_key: rotated.public(),
+    });
+    assert_eq!(outcome(&net, &tx).await, "applied");
+    net.wait_height(0, net.height(1).await.unwrap(), Duration::from_secs(30))
+        .await;
+    let old = open.access_token(&app, 60_000).await.unwrap();
+    let err = open.open_session(&old).await.unwrap_err();
+    assert_eq!(err.code(), Some("unregistered_client"), "{err}");
+    let new = open.access_token(&rotated, 60_000).await.unwrap();
+    let session = open.open_session(&new).await.unwrap();
+    let reader = Client::new(net.layout.api_address(0)).with_session(&session.session);
+    assert!(reader.get_json("/v1/blocks/1").await.is_ok());
+    // Revocation ends the open session at once.
+    let tx = admin_op(IdentityOp::SetStatus {
+        org: "org-1".into(),
+        name: "app-1".into(),
+        status: IdentityStatus::Revoked,
+    });
+    assert_eq!(outcome(&net, &tx).await, "applied");
+    net.wait_height(0, net.height(1).await.unwrap(), Duration::from_secs(30))
+        .await;
+    let err = reader.get_json("/v1/blocks/1").await.unwrap_err();
+    assert_eq!(err.code(), Some("unregistered_client"), "{err}");
 }

@@ -696,4 +696,19 @@ async fn identity_endpoints(c: &mut Contract, net: &Net) {
         )
         .await;
     assert_eq!(s, 404);
+    // A token signed by a key the registry does not list as a client: refused, as documented.
+    let stranger = netchain_crypto::Keypair::from_secret([77; 32]);
+    let token = net.clients[0]
+        .access_token(&stranger, 60_000)
+        .await
+        .unwrap();
+    let (s, v) = c
+        .call(
+            "post",
+            "/v1/auth/session",
+            "/v1/auth/session",
+            Some(serde_json::json!({ "token": token })),
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("unregistered_client")));
 }

@@ -51,6 +51,8 @@ impl ClientError {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Session secret sent as `Authorization: Bearer` (nodes that serve registered clients).
+    session: Option<String>,
 }
 
 impl Client {
@@ -65,7 +67,70 @@ impl Client {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client");
-        Self { base, http }
+        Self {
+            base,
+            http,
+            session: None,
+        }
+    }
+
+    /// This client, sending `session` with every request.
+    pub fn with_session(mut self, session: &str) -> Self {
+        self.session = Some(session.to_string());
+        self
+    }
+
+    /// Signs a one-time access token for the node this client talks to (its validator key and
+    /// chain come from `/v1/status`), valid for `valid_ms`.
+    pub async fn access_token(
+        &self,
+        client: &netchain_crypto::Keypair,
+        valid_ms: u64,
+    ) -> Result<netchain_types::identity::AccessToken, ClientError> {
+        let status = self.status().await?;
+        let node = status
+            .validators
+            .get(status.validator_index as usize)
+            .ok_or_else(|| ClientError::Decode("status names no validator key".into()))?
+            .public_key;
+        let mut nonce = [0u8; 16];
+        getrandom::getrandom(&mut nonce).map_err(|e| ClientError::Http(e.to_string()))?;
+        let expires_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+            + valid_ms;
+        let mut token = netchain_types::identity::AccessToken {
+            chain_id: status.chain_id,
+            client: client.public(),
+            node,
+            nonce: netchain_types::Reference(nonce),
+            expires_ms,
+            signature: Default::default(),
+        };
+        token.signature = client.sign(&token.signing_message());
+        Ok(token)
+    }
+
+    /// Trades a one-time token for a session (`POST /v1/auth/session`).
+    pub async fn open_session(
+        &self,
+        token: &netchain_types::identity::AccessToken,
+    ) -> Result<netchain_api::auth::SessionResponse, ClientError> {
+        self.post(
+            "/v1/auth/session",
+            &netchain_api::auth::SessionRequest {
+                token: token.clone(),
+            },
+        )
+        .await
+    }
+
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.session {
+            Some(s) => req.bearer_auth(s),
+            None => req,
+        }
     }
 
     /// The base URL.
@@ -95,8 +160,7 @@ impl Client {
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
+            .authorized(self.http.get(format!("{}{path}", self.base)))
             .send()
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
@@ -109,8 +173,7 @@ impl Client {
         body: &B,
     ) -> Result<T, ClientError> {
         let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
+            .authorized(self.http.post(format!("{}{path}", self.base)))
             .json(body)
             .send()
             .await
@@ -188,8 +251,8 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        let resp = http
-            .get(format!("{}/v1/events?{query}", self.base))
+        let resp = self
+            .authorized(http.get(format!("{}/v1/events?{query}", self.base)))
             .send()
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;

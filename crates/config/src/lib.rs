@@ -249,6 +249,53 @@ pub struct NodeConfig {
     /// On a service chain: where and how often to anchor to the root chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchoring: Option<AnchoringConfig>,
+    /// Client access: reads open or for registered clients, per-identity rates.
+    #[serde(default)]
+    pub access: AccessConfig,
+}
+
+/// Who may read from this node's API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadAccess {
+    /// Anyone.
+    #[default]
+    Open,
+    /// Registered clients with a session opened by a one-time token.
+    Registered,
+}
+
+/// Client access to the API (Network ID).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// `open` or `registered`.
+    #[serde(default)]
+    pub reads: ReadAccess,
+    /// Requests per second one client's sessions may make (bursts of twice that); 0: no limit.
+    #[serde(default = "default_client_requests_per_sec")]
+    pub client_requests_per_sec: u32,
+    /// Transactions per second one sender may submit here (bursts of twice that); 0: no limit.
+    #[serde(default = "default_sender_txs_per_sec")]
+    pub sender_txs_per_sec: u32,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            reads: ReadAccess::Open,
+            client_requests_per_sec: default_client_requests_per_sec(),
+            sender_txs_per_sec: default_sender_txs_per_sec(),
+        }
+    }
+}
+
+fn default_client_requests_per_sec() -> u32 {
+    100
+}
+
+fn default_sender_txs_per_sec() -> u32 {
+    1_000
 }
 
 /// How a service-chain validator relays anchors to its root chain.
@@ -472,6 +519,7 @@ mod tests {
             consensus: ConsensusParams::default(),
             mempool: MempoolParams::default(),
             anchoring: None,
+            access: AccessConfig::default(),
         };
         let path = dir.join("node.toml");
         cfg.save(&path).unwrap();

@@ -370,6 +370,8 @@ pub(crate) struct Env<'e> {
     /// The outcome of the payload's inner signature (request or authorization), when the
     /// executor already checked it in the block's batch.
     pub inner_sig_ok: Option<bool>,
+    /// The identity registry accepts transactions only from registered senders.
+    pub registered_only: bool,
 }
 
 /// The signature inside a payload (a merchant's request, a payer's authorization), for the

@@ -38,6 +38,18 @@ fn rule(code: &'static str, message: impl Into<String>) -> Fail {
 
 /// State key of the list of organization ids (present only where the registry is kept).
 pub const ORGS_KEY: &[u8] = b"id/orgs";
+/// State key of the registry's policy.
+pub const POLICY_KEY: &[u8] = b"id/policy";
+
+/// What the registry requires of transactions.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct IdentityPolicy {
+    /// Only active registered identities may send transactions (identity and registry
+    /// operations excepted).
+    pub require_registered_senders: bool,
+}
 
 /// State key of an organization's record.
 pub fn org_key(org: &str) -> Vec<u8> {
@@ -195,7 +207,45 @@ pub fn standing_of(key: &PublicKey, record: Option<IdentityRecord>, now_ms: u64)
     }
 }
 
+/// Whether the registry (as the overlay sees it) requires registered senders.
+pub(crate) fn requires_registered_senders<B: KvBackend>(
+    ov: &mut Overlay<'_, B>,
+) -> Result<bool, StorageError> {
+    Ok(ov
+        .get::<IdentityPolicy>(POLICY_KEY)?
+        .is_some_and(|p| p.require_registered_senders))
+}
+
+/// The standing of `key` as the overlay sees it (this block's changes included).
+pub(crate) fn standing_in<B: KvBackend>(
+    ov: &mut Overlay<'_, B>,
+    key: &PublicKey,
+    now_ms: u64,
+) -> Result<Standing, StorageError> {
+    let record = match ov.get::<KeyEntry>(&key_index(key))? {
+        None => None,
+        Some(e) => ov.get::<IdentityRecord>(&member_key(&e.org, &e.name))?,
+    };
+    Ok(standing_of(key, record, now_ms))
+}
+
+/// Whether a payload may be sent by anyone where senders must be registered: identity and
+/// registry operations carry their own authority (admins, approvals, certificates).
+pub fn exempt_from_registration(payload: &netchain_types::Payload) -> bool {
+    matches!(
+        payload,
+        netchain_types::Payload::Identity(_) | netchain_types::Payload::Registry(_)
+    )
+}
+
 impl<B: KvBackend> Executor<B> {
+    /// Whether the registry as of `version` accepts transactions only from registered senders.
+    pub fn requires_registered_senders(&self, version: u64) -> Result<bool, StorageError> {
+        Ok(self
+            .module_value::<IdentityPolicy>(POLICY_KEY, version)?
+            .is_some_and(|p| p.require_registered_senders))
+    }
+
     /// Whether this chain keeps an identity registry (its genesis had an `identity` section).
     pub fn has_identity_registry(&self, version: u64) -> Result<bool, StorageError> {
         Ok(self.state().get(ORGS_KEY, version)?.is_some())
@@ -255,6 +305,12 @@ pub fn genesis_updates(g: &IdentityGenesis) -> Result<Vec<StateWrite>, String> {
         updates.push((org_key(&go.org.id), Some(codec::encode(&rec))));
     }
     updates.push((ORGS_KEY.to_vec(), Some(codec::encode(&ids))));
+    updates.push((
+        POLICY_KEY.to_vec(),
+        Some(codec::encode(&IdentityPolicy {
+            require_registered_senders: g.require_registered_senders,
+        })),
+    ));
     Ok(updates)
 }
 

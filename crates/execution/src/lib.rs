@@ -296,6 +296,7 @@ impl<B: KvBackend> Executor<B> {
         }
         let mut accounts = Accounts::new();
         let mut modules = Overlay::new(&self.state, base);
+        let registered_only = identity::requires_registered_senders(&mut modules)?;
         currency::sweep(&mut modules, timestamp_ms, height)?;
         let mut batch = WriteBatch::new();
         let mut receipts = Vec::with_capacity(txs.len());
@@ -310,6 +311,7 @@ impl<B: KvBackend> Executor<B> {
                 tx_id: id,
                 sender: tx.tx.sender,
                 inner_sig_ok: inner_ok[index],
+                registered_only,
             };
             let outcome = match self.apply(base, tx, ok, &mut accounts, &mut modules, &env)? {
                 Ok(()) => {
@@ -430,6 +432,19 @@ impl<B: KvBackend> Executor<B> {
                 expected: sender.nonce,
                 got: t.nonce,
             }));
+        }
+        if env.registered_only && !identity::exempt_from_registration(&t.payload) {
+            let standing = identity::standing_in(modules, &t.sender, env.now)?;
+            if !matches!(standing, identity::Standing::Active { .. }) {
+                return Ok(Err(TxError::Rule {
+                    code: "unregistered_sender",
+                    message: format!(
+                        "the sender is {} in the identity registry; only active registered \
+                         identities may send transactions here",
+                        standing.label()
+                    ),
+                }));
+            }
         }
         match &t.payload {
             Payload::Transfer { to, amount } => {

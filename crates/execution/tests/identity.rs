@@ -10,7 +10,7 @@ use netchain_types::identity::{
     add_org_message, GenesisOrg, IdentityGenesis, IdentityKind, IdentityOp, IdentitySpec,
     IdentityStatus, NodeRole, OrgApproval, Organization,
 };
-use netchain_types::{hash_parts, Payload, SignedTransaction, Transaction, TxOutcome};
+use netchain_types::{hash_parts, Payload, PublicKey, SignedTransaction, Transaction, TxOutcome};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -49,9 +49,13 @@ struct Chain {
 
 impl Chain {
     fn new(identity: Option<&IdentityGenesis>) -> Self {
+        Self::with_accounts(identity, &[])
+    }
+
+    fn with_accounts(identity: Option<&IdentityGenesis>, accounts: &[(PublicKey, u64)]) -> Self {
         let backend = Arc::new(MemoryBackend::new());
         let exec = Executor::new(CHAIN, backend.clone());
-        let (_, batch) = exec.genesis_with(&[], None, identity).unwrap();
+        let (_, batch) = exec.genesis_with(accounts, None, identity).unwrap();
         backend.write(batch, true).unwrap();
         Self {
             backend,
@@ -62,6 +66,10 @@ impl Chain {
     }
 
     fn tx(&mut self, signer: &Keypair, op: IdentityOp) -> SignedTransaction {
+        self.payload_tx(signer, Payload::Identity(op))
+    }
+
+    fn payload_tx(&mut self, signer: &Keypair, payload: Payload) -> SignedTransaction {
         let nonce = self.nonces.entry(signer.public().0).or_insert(0);
         let tx = sign_transaction(
             signer,
@@ -69,7 +77,7 @@ impl Chain {
                 chain_id: CHAIN.into(),
                 sender: signer.public(),
                 nonce: *nonce,
-                payload: Payload::Identity(op),
+                payload,
             },
         );
         *nonce += 1;
@@ -79,6 +87,10 @@ impl Chain {
     /// Executes one block of `ops` (signer, op) at time 1 000 × height; returns each outcome.
     fn block(&mut self, ops: Vec<(&Keypair, IdentityOp)>) -> Vec<String> {
         let txs: Vec<_> = ops.into_iter().map(|(k, op)| self.tx(k, op)).collect();
+        self.block_of(txs)
+    }
+
+    fn block_of(&mut self, txs: Vec<SignedTransaction>) -> Vec<String> {
         self.height += 1;
         let info = BlockInfo {
             height: self.height,
@@ -118,6 +130,7 @@ impl Chain {
 
 fn genesis() -> IdentityGenesis {
     IdentityGenesis {
+        require_registered_senders: false,
         organizations: ["telco-a", "telco-b", "bank-c"]
             .iter()
             .map(|id| GenesisOrg {
@@ -498,4 +511,79 @@ fn rotate_suspend_resume_revoke_and_expiry() {
         ),
         "unknown_org"
     );
+}
+
+#[test]
+fn where_senders_must_register_strangers_are_refused_and_clients_pass() {
+    let mut g = genesis();
+    g.require_registered_senders = true;
+    let client = kp("client", 1);
+    let stranger = kp("stranger", 1);
+    let late = kp("late-client", 1);
+    let mut chain = Chain::with_accounts(
+        Some(&g),
+        &[
+            (client.public(), 1_000),
+            (stranger.public(), 1_000),
+            (late.public(), 1_000),
+        ],
+    );
+    let admin = kp("bank-c", 0);
+    let spec = |name: &str, key: &Keypair| IdentityOp::Register {
+        org: "bank-c".into(),
+        identity: IdentitySpec {
+            name: name.into(),
+            key: key.public(),
+            kind: IdentityKind::Client { roles: vec![] },
+            expires_ms: None,
+        },
+    };
+    let pay = |chain: &mut Chain, from: &Keypair| {
+        chain.payload_tx(
+            from,
+            Payload::Transfer {
+                to: kp("sink", 0).public(),
+                amount: 1,
+            },
+        )
+    };
+    // The admin (no identity of its own) may still run identity operations.
+    assert_eq!(chain.one(&admin, spec("teller-1", &client)), "applied");
+    let txs = vec![pay(&mut chain, &client), pay(&mut chain, &stranger)];
+    assert_eq!(chain.block_of(txs), ["applied", "unregistered_sender"]);
+    // Registered earlier in the same block counts.
+    let reg = chain.tx(&admin, spec("teller-2", &late));
+    let txs = vec![reg, pay(&mut chain, &late)];
+    assert_eq!(chain.block_of(txs), ["applied", "applied"]);
+    // Suspended: refused; the refusal uses the nonce (the signed bytes never apply later).
+    let suspend = IdentityOp::SetStatus {
+        org: "bank-c".into(),
+        name: "teller-1".into(),
+        status: IdentityStatus::Suspended,
+    };
+    assert_eq!(chain.one(&admin, suspend), "applied");
+    let tx = pay(&mut chain, &client);
+    assert_eq!(chain.block_of(vec![tx.clone()]), ["unregistered_sender"]);
+    let resume = IdentityOp::SetStatus {
+        org: "bank-c".into(),
+        name: "teller-1".into(),
+        status: IdentityStatus::Active,
+    };
+    assert_eq!(chain.one(&admin, resume), "applied");
+    assert_eq!(chain.standing(&client).label(), "active");
+    let account =
+        |chain: &Chain, k: &Keypair| chain.exec.account(&k.public(), chain.height).unwrap();
+    let (before, sink) = (account(&chain, &client), account(&chain, &kp("sink", 0)));
+    assert_eq!(before.nonce, tx.tx.nonce + 1, "the refusal used the nonce");
+    chain.block_of(vec![tx]);
+    assert_eq!(
+        account(&chain, &client),
+        before,
+        "the refused bytes applied later"
+    );
+    assert_eq!(account(&chain, &kp("sink", 0)), sink);
+    assert!(chain
+        .exec
+        .requires_registered_senders(chain.height)
+        .unwrap());
 }

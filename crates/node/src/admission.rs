@@ -36,6 +36,10 @@ pub enum AdmitError {
     /// Reading the account failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// The chain accepts transactions only from registered identities, and the sender is not
+    /// an active one.
+    #[error("the sender is {0} in the identity registry; only active registered identities may send transactions here")]
+    Unregistered(&'static str),
 }
 
 impl AdmitError {
@@ -46,6 +50,7 @@ impl AdmitError {
             Self::BadSignature => "bad_signature",
             Self::Mempool(e) => e.code(),
             Self::Storage(_) => "internal",
+            Self::Unregistered(_) => "unregistered_sender",
         }
     }
 }
@@ -152,6 +157,20 @@ impl Shared {
             });
         }
         let height = self.status().height;
+        if self.registered_senders
+            && !netchain_execution::identity::exempt_from_registration(&tx.tx.payload)
+        {
+            let standing = self
+                .executor
+                .identity_standing(&tx.tx.sender, height, crate::now_ms())
+                .map_err(|e| AdmitError::Storage(e.to_string()))?;
+            if !matches!(
+                standing,
+                netchain_execution::identity::Standing::Active { .. }
+            ) {
+                return Err(AdmitError::Unregistered(standing.label()));
+            }
+        }
         let account = self
             .executor
             .account(&tx.tx.sender, height)

@@ -85,6 +85,11 @@ pub struct Shared {
     pub verified: admission::VerifiedCache,
     /// Height of the last executed block, for event-stream subscribers to wait on.
     pub executed: tokio::sync::watch::Sender<u64>,
+    /// The identity registry accepts transactions only from registered senders (fixed at
+    /// genesis); admission refuses others up front.
+    pub registered_senders: bool,
+    /// Client access to the API (sessions, read policy, per-identity rates).
+    pub access: netchain_config::AccessConfig,
 }
 
 impl Shared {
@@ -315,7 +320,10 @@ impl Node {
         let (tx_ingest, rx_ingest) = mpsc::channel(64);
         let metrics = Metrics::default();
         metrics.height.set(tip.block.height as i64);
+        let registered_senders = executor.requires_registered_senders(tip.block.height)?;
         let shared = Arc::new(Shared {
+            registered_senders,
+            access: cfg.access.clone(),
             verified: admission::VerifiedCache::new(VERIFIED_CACHE_ENTRIES),
             tx_gossip,
             metrics,

@@ -165,6 +165,45 @@ pub fn add_org_message(chain_id: &str, org: &Organization) -> Digest {
     )
 }
 
+/// Longest life of a one-time access token.
+pub const TOKEN_LIFETIME_MAX_MS: u64 = 5 * 60_000;
+
+/// A one-time access token: a registered client's signed request for a session with one node,
+/// usable once, until `expires_ms`. Replayed, expired, foreign (another node's or another
+/// chain's) and unregistered clients' tokens are refused by the node.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessToken {
+    /// Chain the node serves.
+    pub chain_id: String,
+    /// The client's key (an active client or device identity).
+    pub client: PublicKey,
+    /// The node the session is for (its validator key).
+    pub node: PublicKey,
+    /// Fresh random bytes: each token is used once.
+    pub nonce: crate::Reference,
+    /// Wall-clock expiry, ms since the Unix epoch (at most five minutes ahead when presented).
+    pub expires_ms: u64,
+    /// The client's signature over [`AccessToken::signing_message`].
+    pub signature: Signature,
+}
+
+impl AccessToken {
+    /// The message the client signs.
+    pub fn signing_message(&self) -> Digest {
+        hash_parts(
+            "netchain/identity/access-token/v1",
+            &[
+                self.chain_id.as_bytes(),
+                &self.client.0,
+                &self.node.0,
+                &self.nonce.0,
+                &self.expires_ms.to_le_bytes(),
+            ],
+        )
+    }
+}
+
 /// Operations of the `identity` module.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -240,6 +279,11 @@ impl IdentityOp {
 pub struct IdentityGenesis {
     /// Founding organizations (at least one).
     pub organizations: Vec<GenesisOrg>,
+    /// Transactions are accepted only from active registered identities (clients, devices,
+    /// nodes); identity and registry operations are exempt, since their own rules say who may
+    /// sign them. Enforced by execution, so a block cannot smuggle in a stranger's transaction.
+    #[serde(default)]
+    pub require_registered_senders: bool,
 }
 
 /// A founding organization with the identities it starts with.

@@ -102,6 +102,10 @@ struct LayoutArgs {
     /// admits peers by it; admin keys go to `<dir>/orgs/<org>/admin.json`. 0: no registry.
     #[arg(long, default_value_t = netchain_cli::layout::DEFAULT_ORGANIZATIONS)]
     organizations: usize,
+    /// Accept transactions from anyone. By default (with a registry) the demo accounts are
+    /// registered as clients and only registered identities may send transactions.
+    #[arg(long)]
+    open_writes: bool,
 }
 
 impl LayoutArgs {
@@ -115,6 +119,7 @@ impl LayoutArgs {
             api_base_port: self.api_port,
             host: "127.0.0.1".into(),
             organizations: self.organizations,
+            registered_senders: self.organizations > 0 && !self.open_writes,
         }
     }
 }

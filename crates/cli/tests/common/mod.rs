@@ -40,6 +40,18 @@ pub struct Net {
 
 impl Net {
     pub async fn start(validators: usize, accounts: usize) -> Net {
+        Self::start_with(validators, accounts, false, |_, _| {}).await
+    }
+
+    /// [`Net::start`] where the demo accounts are registered clients and only registered
+    /// identities may send (`registered_senders`), and `edit(i, file)` adjusts validator i's
+    /// node file first.
+    pub async fn start_with(
+        validators: usize,
+        accounts: usize,
+        registered_senders: bool,
+        edit: impl Fn(usize, &mut netchain_config::NodeConfig),
+    ) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let base = free_base_port(validators);
         let layout = layout::write(
@@ -53,9 +65,15 @@ impl Net {
                 api_base_port: base + validators as u16,
                 host: "127.0.0.1".into(),
                 organizations: netchain_cli::layout::DEFAULT_ORGANIZATIONS,
+                registered_senders,
             },
         )
         .unwrap();
+        for (i, file) in layout.node_files.iter().enumerate() {
+            let mut cfg = netchain_config::NodeConfig::load(file).unwrap();
+            edit(i, &mut cfg);
+            cfg.save(file).unwrap();
+        }
         let clients = (0..validators)
             .map(|i| Client::new(layout.api_address(i)))
             .collect();

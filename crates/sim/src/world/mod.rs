@@ -216,7 +216,11 @@ fn registry(
                 .collect(),
         })
         .collect();
-    (Some(IdentityGenesis { organizations }), admins)
+    let identity = IdentityGenesis {
+        organizations,
+        require_registered_senders: false,
+    };
+    (Some(identity), admins)
 }
 
 impl World {
