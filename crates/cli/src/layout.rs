@@ -203,6 +203,7 @@ pub fn write(dir: &Path, p: &LayoutParams) -> anyhow::Result<Layout> {
             mempool: MempoolParams::default(),
             anchoring: None,
             access: Default::default(),
+            registry: None,
         };
         let file = vdir.join("node.toml");
         node.save(&file)?;

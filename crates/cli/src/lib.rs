@@ -9,6 +9,7 @@ pub mod layout;
 pub mod load;
 pub mod multichain;
 pub mod procs;
+pub mod registry_follower;
 pub mod relay;
 pub mod testnet;
 

@@ -11,8 +11,9 @@ use crate::testnet::statuses;
 use anyhow::{bail, Context};
 use netchain_api::chains::ChainView;
 use netchain_client::Client;
-use netchain_config::{AnchoringConfig, NodeConfig};
+use netchain_config::{AnchoringConfig, NodeConfig, RegistrySource};
 use netchain_crypto::{sign_transaction, Keypair};
+use netchain_types::identity::{IdentityKind, IdentitySpec, NodeRole};
 use netchain_types::registry::{
     approval_message, Approval, ChainRole, Governance, RegistryChange, RegistryOp, ServiceChain,
 };
@@ -192,7 +193,7 @@ fn write_layouts(
         p2p_base_port: opts.p2p_port + opts.port_stride * c as u16,
         api_base_port: opts.api_port + opts.port_stride * c as u16,
         host: "127.0.0.1".into(),
-        // The root keeps the consortium's identity registry; service chains do not (yet).
+        // The root keeps the consortium's identity registry; service chains follow it.
         organizations: if c == 0 {
             crate::layout::DEFAULT_ORGANIZATIONS
         } else {
@@ -208,15 +209,39 @@ fn write_layouts(
             threshold: 2,
         },
     };
-    root.genesis.validate()?;
-    root.genesis.save(&root.genesis_file())?;
     let root_api: Vec<String> = (0..root.genesis.committee.size())
         .map(|i| root.api_address(i).to_string())
         .collect();
-    let mut layouts = vec![("root".to_string(), root.clone())];
+    let mut services = Vec::new();
     for c in 1..=opts.service_chains {
         let id = format!("svc-{c}");
-        let mut l = layout::write(&opts.dir.join(&id), &params(&id, c))?;
+        services.push((
+            id.clone(),
+            layout::write(&opts.dir.join(&id), &params(&id, c))?,
+        ));
+    }
+    // Network ID: the root's registry lists every service chain's validators too (under the
+    // organizations in turn); service nodes follow it.
+    if let Some(identity) = root.genesis.identity.as_mut() {
+        let n = identity.organizations.len();
+        for (id, l) in &services {
+            for (v, val) in l.genesis.committee.validators.iter().enumerate() {
+                identity.organizations[v % n].identities.push(IdentitySpec {
+                    name: format!("{id}-validator-{v}"),
+                    key: val.public_key,
+                    kind: IdentityKind::Node {
+                        role: NodeRole::Validator,
+                        chains: vec![id.clone()],
+                    },
+                    expires_ms: None,
+                });
+            }
+        }
+    }
+    root.genesis.validate()?;
+    root.genesis.save(&root.genesis_file())?;
+    let mut layouts = vec![("root".to_string(), root.clone())];
+    for (id, mut l) in services {
         l.genesis.role = ChainRole::Service {
             root_chain_id: ROOT_CHAIN.into(),
             root_genesis_hash: root.genesis.hash(),
@@ -229,6 +254,11 @@ fn write_layouts(
                 root_api: root_api.clone(),
                 every_blocks: opts.anchor_every_blocks,
                 every_ms: 10_000,
+                interval_ms: 1_000,
+            });
+            cfg.registry = Some(RegistrySource {
+                root_api: root_api.clone(),
+                root_genesis_file: PathBuf::from("../../root/genesis.json"),
                 interval_ms: 1_000,
             });
             cfg.save(file)?;

@@ -1,7 +1,9 @@
 //! A root chain and two service chains as real processes: both service chains are registered
 //! and anchored; one loses its quorum (two of four validators, and their relays, killed) while
 //! the root and the other service chain keep committing and anchoring; once it recovers, its
-//! anchoring resumes from where it stopped.
+//! anchoring resumes from where it stopped. Network ID across chains: a service chain's nodes
+//! follow the root's identity registry, so a revocation on the root cuts a service validator
+//! off its own chain.
 
 mod common;
 
@@ -217,6 +219,62 @@ async fn a_halted_service_chain_does_not_stop_the_others_and_resumes_anchoring()
         .unwrap();
     assert!(!view.record.flagged);
     assert!(view.record.anchors >= 2);
+    // org-1 revokes svc-2's validator 3 on the root: svc-2's other validators, which follow the
+    // root's registry with proofs, close their connections with it; svc-2 goes on with three.
+    let admin: netchain_crypto::Keypair = netchain_crypto::KeyFile::load(
+        &netchain_cli::layout::org_admin_file(&net.chains[0].layout.dir, "org-1"),
+    )
+    .unwrap();
+    let revoke = netchain_crypto::sign_transaction(
+        &admin,
+        netchain_types::Transaction {
+            chain_id: ROOT_CHAIN.into(),
+            sender: admin.public(),
+            nonce: 0,
+            payload: netchain_types::Payload::Identity(
+                netchain_types::identity::IdentityOp::SetStatus {
+                    org: "org-1".into(),
+                    name: "svc-2-validator-3".into(),
+                    status: netchain_types::identity::IdentityStatus::Revoked,
+                },
+            ),
+        },
+    );
+    net.chains[0].clients[0].submit(&revoke).await.unwrap();
+    let n = &net;
+    wait_for(
+        n,
+        "svc-2 cutting off its revoked validator",
+        long,
+        || async move {
+            let mut cut = 0;
+            for c in &n.chains[2].clients[..3] {
+                let text = match reqwest::get(format!("{}/metrics", c.base())).await {
+                    Ok(r) => r.text().await.ok(),
+                    Err(_) => None,
+                };
+                if let Some(text) = text {
+                    let evicted = text
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("netchain_p2p_evicted_connections ")?
+                                .parse::<f64>()
+                                .ok()
+                        })
+                        .unwrap_or(0.0);
+                    cut += usize::from(evicted >= 1.0);
+                }
+            }
+            cut == 3
+        },
+    )
+    .await;
+    let svc2 = height(&net, 2).await;
+    let n = &net;
+    wait_for(n, "svc-2 committing with three", long, || async move {
+        height(n, 2).await > svc2 + 3
+    })
+    .await;
     net.stop().await;
     // `--keep`: the same chains restart from their data; nothing is registered twice and
     // anchoring goes on from where it was.

@@ -252,6 +252,29 @@ pub struct NodeConfig {
     /// Client access: reads open or for registered clients, per-identity rates.
     #[serde(default)]
     pub access: AccessConfig,
+    /// Network ID on a chain that keeps no registry (a service chain): follow the root chain's
+    /// registry and admit peers by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySource>,
+}
+
+/// Where a service chain's node reads the identity registry: the root chain's API, with every
+/// answer's proof checked against the root committee in the root's genesis file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySource {
+    /// API addresses of root-chain nodes (tried in turn).
+    pub root_api: Vec<String>,
+    /// The root chain's genesis file (its committee keys check the proofs; its hash must be the
+    /// one this chain's genesis names).
+    pub root_genesis_file: PathBuf,
+    /// How often to read the registry, in milliseconds.
+    #[serde(default = "default_registry_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_registry_interval_ms() -> u64 {
+    1_000
 }
 
 /// Who may read from this node's API.
@@ -346,6 +369,11 @@ impl NodeConfig {
                 *p = base.join(&*p);
             }
         }
+        if let Some(r) = cfg.registry.as_mut() {
+            if r.root_genesis_file.is_relative() {
+                r.root_genesis_file = base.join(&r.root_genesis_file);
+            }
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -379,6 +407,14 @@ impl NodeConfig {
         }
         if self.mempool.txs_max == 0 || self.mempool.submit_batch_max == 0 {
             return Err(invalid("mempool", "bounds must be positive"));
+        }
+        if let Some(r) = &self.registry {
+            if r.root_api.is_empty() || r.interval_ms < 100 {
+                return Err(invalid(
+                    "registry",
+                    "root_api must list a node, interval_ms >= 100",
+                ));
+            }
         }
         if let Some(a) = &self.anchoring {
             if a.root_api.is_empty()
@@ -520,6 +556,7 @@ mod tests {
             mempool: MempoolParams::default(),
             anchoring: None,
             access: AccessConfig::default(),
+            registry: None,
         };
         let path = dir.join("node.toml");
         cfg.save(&path).unwrap();

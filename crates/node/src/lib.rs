@@ -232,6 +232,15 @@ pub struct Node {
 impl Node {
     /// Opens storage, restores the consensus state, connects to peers and starts the tasks.
     pub async fn start(cfg: NodeConfig) -> anyhow::Result<Self> {
+        Self::start_with(cfg, None).await
+    }
+
+    /// [`Node::start`] with an admission policy from outside (a service chain following the
+    /// root's identity registry); a chain with its own registry uses that instead.
+    pub async fn start_with(
+        cfg: NodeConfig,
+        external_admission: Option<Admission>,
+    ) -> anyhow::Result<Self> {
         let genesis = Genesis::load(&cfg.genesis_file)?;
         let keypair: Keypair = KeyFile::load(&cfg.key_file)?;
         let me = genesis
@@ -282,7 +291,10 @@ impl Node {
         );
         let (tx_inbound, rx_inbound) = mpsc::channel::<Inbound<ConsensusMessage>>(1_000);
         let (executed, _) = tokio::sync::watch::channel(tip.block.height);
-        let admission = registry_admission(&genesis, &backend, &executed, &keypair)?;
+        let admission = match registry_admission(&genesis, &backend, &executed, &keypair)? {
+            Some(own) => Some(own),
+            None => external_admission,
+        };
         let network = Network::start(
             NetworkConfig {
                 chain_id: genesis.chain_id.clone(),

@@ -41,7 +41,15 @@ async fn main() -> anyhow::Result<()> {
     let api_override = cfg.api_listen.clone();
     let anchoring = cfg.anchoring.clone();
     let key_file = cfg.key_file.clone();
-    let node = Node::start(cfg).await?;
+    // A service chain follows the root's identity registry when its node file says where.
+    let admission = match netchain_cli::registry_follower::from_config(&cfg)? {
+        Some((follower, policy)) => {
+            tokio::spawn(follower.run());
+            Some(policy)
+        }
+        None => None,
+    };
+    let node = Node::start_with(cfg, admission).await?;
     let shared = node.shared.clone();
     // A service chain's validators relay its anchors to the root chain.
     match (&shared.genesis.role, anchoring) {
