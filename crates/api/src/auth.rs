@@ -34,6 +34,12 @@ const USED_TOKENS_MAX: usize = 100_000;
 const BUCKETS_MAX: usize = 100_000;
 /// A session's life.
 pub const SESSION_TTL_MS: u64 = 10 * 60_000;
+/// Sessions one client may hold at once on one node.
+const SESSIONS_PER_CLIENT_MAX: usize = 16;
+/// Session openings per second on one node (each costs a signature check), bursts of twice that.
+const OPENINGS_PER_SEC: u32 = 200;
+/// How far a token's issue time may be ahead of this node's clock.
+const TOKEN_CLOCK_SKEW_MS: u64 = 60_000;
 
 /// `POST /v1/auth/session` body.
 #[derive(Debug, Deserialize, Serialize)]
@@ -76,14 +82,21 @@ struct Tables {
 pub struct Auth {
     cfg: AccessConfig,
     node: PublicKey,
+    /// Tokens made before this (the node's start) are refused: the used-token table does not
+    /// survive a restart.
+    started_ms: u64,
     tables: Mutex<Tables>,
 }
+
+/// The bucket key of session openings (one for the whole node).
+const OPENINGS: PublicKey = PublicKey([0; 32]);
 
 impl Auth {
     pub(crate) fn new(shared: &Shared) -> Self {
         Self {
             cfg: shared.access.clone(),
             node: shared.committee().validators[shared.me as usize].public_key,
+            started_ms: now_ms(),
             tables: Mutex::new(Tables::default()),
         }
     }
@@ -152,6 +165,7 @@ pub(crate) async fn open_session(
 ) -> Result<Json<SessionResponse>, ApiError> {
     let token = req.token;
     let now = now_ms();
+    auth.take(&OPENINGS, OPENINGS_PER_SEC, now)?;
     if token.chain_id != shared.chain_id {
         return Err(unauthorized(
             "foreign_token",
@@ -167,10 +181,18 @@ pub(crate) async fn open_session(
     if token.expires_ms <= now {
         return Err(unauthorized("token_expired", "the token has expired"));
     }
-    if token.expires_ms > now + TOKEN_LIFETIME_MAX_MS {
+    if token.expires_ms.saturating_sub(token.issued_ms) > TOKEN_LIFETIME_MAX_MS
+        || token.issued_ms > now.saturating_add(TOKEN_CLOCK_SKEW_MS)
+    {
         return Err(unauthorized(
             "token_expired",
-            "tokens live at most five minutes",
+            "tokens live at most five minutes from their issue time",
+        ));
+    }
+    if token.issued_ms < auth.started_ms {
+        return Err(unauthorized(
+            "token_expired",
+            "the token was made before this node started; make a new one",
         ));
     }
     verify(&token.client, &token.signing_message(), &token.signature)
@@ -196,6 +218,16 @@ pub(crate) async fn open_session(
     if t.sessions.len() >= SESSIONS_MAX {
         t.sessions.retain(|_, s| s.expires_ms > now);
     }
+    let held = t
+        .sessions
+        .values()
+        .filter(|s| s.client == token.client && s.expires_ms > now)
+        .count();
+    if held >= SESSIONS_PER_CLIENT_MAX {
+        return Err(rate_limited(format!(
+            "a client holds at most {SESSIONS_PER_CLIENT_MAX} sessions here"
+        )));
+    }
     if t.used.len() >= USED_TOKENS_MAX || t.sessions.len() >= SESSIONS_MAX {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -218,9 +250,13 @@ pub(crate) async fn open_session(
     }))
 }
 
-/// Requests that never need a session: opening one, and the node's liveness.
-fn open_path(path: &str) -> bool {
-    path == "/v1/auth/session" || path == "/v1/status" || path == "/metrics"
+/// Requests that never need a session: opening one, the node's liveness, and submitting
+/// transactions (they are signed; where senders must be registered, execution checks them).
+fn open_request(method: &Method, path: &str) -> bool {
+    path == "/v1/auth/session"
+        || path == "/v1/status"
+        || path == "/metrics"
+        || (method == Method::POST && path.starts_with("/v1/transactions"))
 }
 
 /// Checks the session (where one is given or required) and the identity's request rate.
@@ -238,9 +274,8 @@ pub(crate) async fn guard(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .map(str::to_string);
-    let needs_session = auth.cfg.reads == ReadAccess::Registered
-        && request.method() == Method::GET
-        && !open_path(&path);
+    let needs_session =
+        auth.cfg.reads == ReadAccess::Registered && !open_request(request.method(), &path);
     match bearer {
         Some(b) => {
             if let Err(e) = check_session(&shared, &auth, &b) {
@@ -260,19 +295,34 @@ pub(crate) async fn guard(
     next.run(request).await
 }
 
-fn check_session(shared: &Shared, auth: &Auth, bearer: &str) -> Result<(), ApiError> {
+impl Auth {
+    /// Whether the session `bearer` still stands (exists, unexpired, client active); long
+    /// responses (the event stream) ask again as they go.
+    pub(crate) fn session_valid(&self, shared: &Shared, bearer: &str) -> bool {
+        session_client(self, bearer)
+            .is_ok_and(|client| client_active(shared, &client).unwrap_or(false))
+    }
+}
+
+/// The client of an open, unexpired session.
+fn session_client(auth: &Auth, bearer: &str) -> Result<PublicKey, ApiError> {
     let mut secret = [0u8; 32];
     hex::decode_to_slice(bearer, &mut secret)
         .map_err(|_| unauthorized("unknown_session", "malformed session"))?;
     let now = now_ms();
-    let client = {
-        let t = auth.tables.lock().expect("auth lock");
-        match t.sessions.get(&secret) {
-            Some(s) if s.expires_ms > now => s.client,
-            Some(_) => return Err(unauthorized("session_expired", "the session has ended")),
-            None => return Err(unauthorized("unknown_session", "no such session here")),
-        }
-    };
+    let t = auth.tables.lock().expect("auth lock");
+    match t.sessions.get(&secret) {
+        Some(s) if s.expires_ms > now => Ok(s.client),
+        Some(_) => Err(unauthorized("session_expired", "the session has ended")),
+        None => Err(unauthorized("unknown_session", "no such session here")),
+    }
+}
+
+fn check_session(shared: &Shared, auth: &Auth, bearer: &str) -> Result<(), ApiError> {
+    let client = session_client(auth, bearer)?;
+    let now = now_ms();
+    let mut secret = [0u8; 32];
+    hex::decode_to_slice(bearer, &mut secret).expect("checked above");
     if !client_active(shared, &client)? {
         auth.tables
             .lock()

@@ -194,6 +194,8 @@ struct StreamState {
     buffer: VecDeque<EventData>,
     executed: tokio::sync::watch::Receiver<u64>,
     done: bool,
+    /// The session the stream was opened with: the stream ends when it no longer stands.
+    session: Option<(Arc<crate::auth::Auth>, String)>,
     _guard: SubscriberGuard,
 }
 
@@ -216,6 +218,11 @@ async fn next_event(mut st: StreamState) -> Option<(Event, StreamState)> {
     loop {
         if st.done {
             return None;
+        }
+        if let Some((auth, bearer)) = &st.session {
+            if !auth.session_valid(&st.shared, bearer) {
+                return None; // revoked client, or the session ended
+            }
         }
         if let Some(e) = st.buffer.pop_front() {
             return Some((sse_event(&e), st));
@@ -273,6 +280,7 @@ fn previous(c: Cursor) -> Cursor {
 /// `GET /v1/events`: server-sent events, resumable by cursor.
 pub async fn events(
     State(shared): State<Arc<Shared>>,
+    axum::Extension(auth): axum::Extension<Arc<crate::auth::Auth>>,
     headers: HeaderMap,
     Query(q): Query<EventQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -324,6 +332,11 @@ pub async fn events(
         next,
         buffer: VecDeque::new(),
         done: false,
+        session: headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|b| (auth, b.trim().to_string())),
         _guard: SubscriberGuard(shared.clone()),
         shared,
     };

@@ -172,7 +172,8 @@ async fn key(
         .store
         .block_at(height)
         .map_err(ApiError::internal)?
-        .map_or(0, |b| b.timestamp_ms);
+        .ok_or_else(|| ApiError::internal(format!("block {height} missing from the store")))?
+        .timestamp_ms;
     let state = shared.executor.state();
     let (entry, entry_proof) = state
         .get_with_proof(&key_index(&key), height)

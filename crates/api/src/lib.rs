@@ -142,10 +142,6 @@ fn decode_tx(shared: &Shared, input: TxInput) -> Result<SignedTransaction, ApiEr
 }
 
 /// Admits a transaction through the node's admission checks.
-fn admit(shared: &Shared, tx: SignedTransaction) -> Result<Digest, ApiError> {
-    shared.admit(tx).map_err(admit_error)
-}
-
 fn admit_error(e: netchain_node::AdmitError) -> ApiError {
     let status = match e.code() {
         "mempool_full" => StatusCode::SERVICE_UNAVAILABLE,
@@ -163,8 +159,15 @@ async fn submit(
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad("malformed", e.body_text()))?;
     let tx = decode_tx(&shared, req.into_input()?)?;
-    auth.take_sender(&tx.tx.sender)?;
-    let tx_id = admit(&shared, tx)?;
+    let ok = Shared::check_signatures(std::slice::from_ref(&tx));
+    if ok[0] {
+        auth.take_sender(&tx.tx.sender)?;
+    }
+    let tx_id = shared
+        .admit_batch_checked(vec![tx], ok)
+        .pop()
+        .expect("one result")
+        .map_err(admit_error)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(SubmitResponse {
@@ -181,27 +184,43 @@ fn admit_all(
 ) -> (usize, usize, Vec<BatchItem>) {
     let mut results = Vec::with_capacity(inputs.len());
     let (mut accepted, mut rejected) = (0, 0);
-    // Decode everything (each sender held to its rate), then admit the decodable ones with one
-    // batched signature check.
-    let decoded: Vec<Result<SignedTransaction, ApiError>> = inputs
-        .into_iter()
-        .map(|i| {
-            let tx = decode_tx(shared, i)?;
-            auth.take_sender(&tx.tx.sender)?;
-            Ok(tx)
-        })
-        .collect();
+    // Decode everything, check all signatures in one batch, hold each authentic sender to its
+    // rate (a forger naming someone else's key cannot use up that key's rate), then admit.
+    let decoded: Vec<Result<SignedTransaction, ApiError>> =
+        inputs.into_iter().map(|i| decode_tx(shared, i)).collect();
     let good: Vec<SignedTransaction> = decoded
         .iter()
         .filter_map(|d| d.as_ref().ok().cloned())
         .collect();
-    let mut admitted = shared.admit_batch(good).into_iter();
+    let ok = Shared::check_signatures(&good);
+    let mut limited = Vec::with_capacity(good.len());
+    for (tx, ok) in good.iter().zip(&ok) {
+        limited.push(if *ok {
+            auth.take_sender(&tx.tx.sender).err()
+        } else {
+            None
+        });
+    }
+    let (admit_txs, admit_ok): (Vec<_>, Vec<_>) = good
+        .into_iter()
+        .zip(ok)
+        .zip(&limited)
+        .filter(|(_, l)| l.is_none())
+        .map(|(pair, _)| pair)
+        .unzip();
+    let mut admitted_ok = shared.admit_batch_checked(admit_txs, admit_ok).into_iter();
+    let mut admitted = limited.into_iter().map(|l| match l {
+        Some(e) => Err(e),
+        None => admitted_ok
+            .next()
+            .expect("one admission result per transaction within its rate")
+            .map_err(admit_error),
+    });
     for d in decoded {
         let result = d.and_then(|_| {
             admitted
                 .next()
                 .expect("one admission result per decoded transaction")
-                .map_err(admit_error)
         });
         results.push(match result {
             Ok(id) => {

@@ -12,8 +12,8 @@ use netchain_config::Genesis;
 use netchain_crypto::{KeyFile, Keypair};
 use netchain_execution::identity::OrgRecord;
 use netchain_types::identity::{
-    add_org_message, IdentityKind, IdentityOp, IdentitySpec, IdentityStatus, NodeRole, OrgApproval,
-    Organization,
+    add_org_message, key_proof_message, IdentityKind, IdentityOp, IdentitySpec, IdentityStatus,
+    NodeRole, OrgApproval, Organization,
 };
 use netchain_types::{Payload, PublicKey};
 use std::path::PathBuf;
@@ -41,9 +41,25 @@ pub enum IdCommand {
         /// Identity name.
         #[arg(long)]
         name: String,
-        /// The new public key.
+        #[command(flatten)]
+        new: IdentityKeyArgs,
+    },
+    /// Signs, with an identity's key, its consent to be registered (or rotated to) as
+    /// `--org`/`--name`, and prints the proof for `--key-proof` (for an admin who does not hold
+    /// the key).
+    ProveKey {
+        /// Node API address (for the chain id).
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        node: String,
+        /// The identity's key file.
         #[arg(long)]
-        new_key: PublicKey,
+        key: PathBuf,
+        /// Organization that will register it.
+        #[arg(long)]
+        org: String,
+        /// Name it will have.
+        #[arg(long)]
+        name: String,
     },
     /// Revokes an identity for good: nodes close its connections within one block.
     Revoke(StatusArgs),
@@ -206,6 +222,41 @@ impl From<RoleArg> for NodeRole {
     }
 }
 
+/// An identity's key and its consent: its key file (signed here), or its public key with a
+/// proof made by `netchain id prove-key`.
+#[derive(Args)]
+pub struct IdentityKeyArgs {
+    /// The identity's key file (its holder's consent is signed with it here).
+    #[arg(long, conflicts_with_all = ["public_key", "key_proof"], required_unless_present = "public_key")]
+    identity_key: Option<PathBuf>,
+    /// The identity's public key (with `--key-proof`).
+    #[arg(long, requires = "key_proof")]
+    public_key: Option<PublicKey>,
+    /// The key's consent from `netchain id prove-key` (hex).
+    #[arg(long, requires = "public_key")]
+    key_proof: Option<netchain_types::Signature>,
+}
+
+impl IdentityKeyArgs {
+    /// The key and its proof for registering it as `org`/`name` on `chain`.
+    fn resolve(
+        &self,
+        chain: &str,
+        org: &str,
+        name: &str,
+    ) -> anyhow::Result<(PublicKey, netchain_types::Signature)> {
+        match (&self.identity_key, self.public_key, self.key_proof) {
+            (Some(file), _, _) => {
+                let kp: Keypair = KeyFile::load(file)?;
+                let proof = kp.sign(&key_proof_message(chain, org, name, &kp.public()));
+                Ok((kp.public(), proof))
+            }
+            (None, Some(pk), Some(proof)) => Ok((pk, proof)),
+            _ => bail!("give --identity-key FILE, or --public-key with --key-proof"),
+        }
+    }
+}
+
 /// Fields every new identity has.
 #[derive(Args)]
 pub struct NewIdentity {
@@ -217,9 +268,8 @@ pub struct NewIdentity {
     /// Name within the organization.
     #[arg(long)]
     name: String,
-    /// The identity's public key.
-    #[arg(long = "public-key")]
-    public_key: PublicKey,
+    #[command(flatten)]
+    key: IdentityKeyArgs,
     /// Refused after this long (e.g. 30d, 12h); default: no expiry.
     #[arg(long, value_parser = parse_duration)]
     expires_in: Option<std::time::Duration>,
@@ -291,8 +341,34 @@ pub async fn run(cmd: IdCommand) -> anyhow::Result<()> {
             signer,
             org,
             name,
-            new_key,
-        } => op(&signer, IdentityOp::Rotate { org, name, new_key }).await,
+            new,
+        } => {
+            let chain = chain_id(&signer.node).await?;
+            let (new_key, key_proof) = new.resolve(&chain, &org, &name)?;
+            op(
+                &signer,
+                IdentityOp::Rotate {
+                    org,
+                    name,
+                    new_key,
+                    key_proof,
+                },
+            )
+            .await
+        }
+        IdCommand::ProveKey {
+            node,
+            key,
+            org,
+            name,
+        } => {
+            let chain = chain_id(&node).await?;
+            let kp: Keypair = KeyFile::load(&key)?;
+            let proof = kp.sign(&key_proof_message(&chain, &org, &name, &kp.public()));
+            println!("public key {}", kp.public());
+            println!("key proof  {proof}");
+            Ok(())
+        }
         IdCommand::Revoke(a) => set_status(a, IdentityStatus::Revoked).await,
         IdCommand::Suspend(a) => set_status(a, IdentityStatus::Suspended).await,
         IdCommand::Resume(a) => set_status(a, IdentityStatus::Active).await,
@@ -339,16 +415,19 @@ async fn register(n: NewIdentity, kind: IdentityKind) -> anyhow::Result<()> {
     let expires_ms = n
         .expires_in
         .map(|d| netchain_node::now_ms().saturating_add(d.as_millis() as u64));
+    let chain = chain_id(&n.signer.node).await?;
+    let (key, key_proof) = n.key.resolve(&chain, &n.org, &n.name)?;
     op(
         &n.signer,
         IdentityOp::Register {
             org: n.org,
             identity: IdentitySpec {
                 name: n.name,
-                key: n.public_key,
+                key,
                 kind,
                 expires_ms,
             },
+            key_proof,
         },
     )
     .await
@@ -464,9 +543,14 @@ async fn show(
         .await?;
     if let Some(path) = verify {
         let genesis = Genesis::load(&path)?;
-        let standing =
-            netchain_client::verify_key_standing(&genesis.committee, &genesis.chain_id, &answer)
-                .map_err(|e| anyhow::anyhow!("proof refused: {e}"))?;
+        let standing = netchain_client::verify_key_standing(
+            &genesis.committee,
+            &genesis.chain_id,
+            &key,
+            netchain_node::now_ms(),
+            &answer,
+        )
+        .map_err(|e| anyhow::anyhow!("proof refused: {e}"))?;
         print_json(&answer.standing)?;
         println!(
             "verified: {key} is {} as of height {} (checkpoint signed by a quorum of {})",

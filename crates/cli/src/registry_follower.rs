@@ -105,7 +105,6 @@ impl Follower {
             ticker.tick().await;
             let root = &roots[next % roots.len()];
             let mut changed = false;
-            let mut failed = false;
             for key in &self.keys {
                 let answer = match root
                     .get_typed::<KeyResponse>(&format!("/v1/identity/keys/{key}?proof=true"))
@@ -114,19 +113,19 @@ impl Follower {
                     Ok(a) => a,
                     Err(e) => {
                         debug!(error = %e, "root registry not readable");
-                        failed = true;
                         break;
                     }
                 };
                 let standing = match netchain_client::verify_key_standing(
                     &self.root.committee,
                     &self.root.chain_id,
+                    key,
+                    netchain_node::now_ms(),
                     &answer,
                 ) {
                     Ok(s) => s,
                     Err(e) => {
                         warn!(error = %e, "root registry answer refused");
-                        failed = true;
                         break;
                     }
                 };
@@ -142,9 +141,9 @@ impl Follower {
                     info!(%key, standing = standing.label(), root_height = answer.height, "registry standing of a peer");
                 }
             }
-            if failed {
-                next += 1;
-            }
+            // Round robin over the root nodes every time (not only on failure): one lagging or
+            // lying node cannot hold an answer back while honest ones move on.
+            next += 1;
             if changed {
                 self.signal.send_modify(|n| *n += 1);
             }

@@ -114,7 +114,7 @@ async fn consortium_admission_and_revocation_at_once() {
     let (ok, out) = add(&[&one, &two]);
     assert!(ok, "{out}");
     // It registers a node of its own, which then verifies as active with a proof.
-    let (_, gw) = keyfile("energy-gateway");
+    let (gw_file, gw) = keyfile("energy-gateway");
     let gw_pk = gw.public().to_string();
     let (ok, out) = netchain(&[
         "id",
@@ -128,8 +128,8 @@ async fn consortium_admission_and_revocation_at_once() {
         "energy-d",
         "--name",
         "gateway-1",
-        "--public-key",
-        &gw_pk,
+        "--identity-key",
+        &gw_file,
         "--role",
         "full-node",
         "--chains",
@@ -140,6 +140,24 @@ async fn consortium_admission_and_revocation_at_once() {
         "id", "show", "--node", &node, "--key", &gw_pk, "--verify", &genesis,
     ]);
     assert!(ok && out.contains("is active"), "{out}");
+    // A proof about another key, or one claiming another height, is refused.
+    let proven: netchain_api::identity::KeyResponse = net.clients[0]
+        .get_typed(&format!("/v1/identity/keys/{gw_pk}?proof=true"))
+        .await
+        .unwrap();
+    let committee = &net.layout.genesis.committee;
+    let now = netchain_node::now_ms();
+    let chain = net.chain_id();
+    assert!(
+        netchain_client::verify_key_standing(committee, &chain, &gw.public(), now, &proven).is_ok()
+    );
+    let other = d_admin.public();
+    assert!(netchain_client::verify_key_standing(committee, &chain, &other, now, &proven).is_err());
+    let mut lying = proven.clone();
+    lying.height = u64::MAX;
+    assert!(
+        netchain_client::verify_key_standing(committee, &chain, &gw.public(), now, &lying).is_err()
+    );
     // energy-d's admin cannot revoke org-1's validator.
     let (ok, out) = netchain(&[
         "id",
@@ -269,7 +287,9 @@ async fn outcome(net: &Net, tx: &netchain_types::SignedTransaction) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registered_clients_tokens_sessions_and_rates() {
-    use netchain_types::identity::{IdentityKind, IdentityOp, IdentitySpec, IdentityStatus};
+    use netchain_types::identity::{
+        key_proof_message, IdentityKind, IdentityOp, IdentitySpec, IdentityStatus,
+    };
     use netchain_types::Payload;
     let _serial = SERIAL.lock().await;
     // Validator 0 serves reads to registered clients only, 20 requests/s per client; the chain
@@ -317,6 +337,7 @@ async fn registered_clients_tokens_sessions_and_rates() {
             },
             expires_ms: None,
         },
+        key_proof: key.sign(&key_proof_message(&chain, "org-1", name, &key.public())),
     };
     let mut admin_nonce = 0;
     let mut admin_op = |op| {
@@ -375,6 +396,12 @@ async fn registered_clients_tokens_sessions_and_rates() {
         org: "org-1".into(),
         name: "app-1".into(),
         new_key: rotated.public(),
+        key_proof: rotated.sign(&key_proof_message(
+            &chain,
+            "org-1",
+            "app-1",
+            &rotated.public(),
+        )),
     });
     assert_eq!(outcome(&net, &tx).await, "applied");
     net.wait_height(0, net.height(1).await.unwrap(), Duration::from_secs(30))

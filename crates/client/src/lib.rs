@@ -80,8 +80,10 @@ impl Client {
         self
     }
 
-    /// Signs a one-time access token for the node this client talks to (its validator key and
-    /// chain come from `/v1/status`), valid for `valid_ms`.
+    /// Signs a one-time access token for the node this client talks to, valid for `valid_ms`.
+    /// The node's validator key and chain come from its `/v1/status`: trust on first use. A
+    /// caller that knows the node's key (from the genesis) uses [`access_token_for`] instead,
+    /// so a server posing as that node cannot obtain a token for it.
     pub async fn access_token(
         &self,
         client: &netchain_crypto::Keypair,
@@ -93,23 +95,8 @@ impl Client {
             .get(status.validator_index as usize)
             .ok_or_else(|| ClientError::Decode("status names no validator key".into()))?
             .public_key;
-        let mut nonce = [0u8; 16];
-        getrandom::getrandom(&mut nonce).map_err(|e| ClientError::Http(e.to_string()))?;
-        let expires_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-            + valid_ms;
-        let mut token = netchain_types::identity::AccessToken {
-            chain_id: status.chain_id,
-            client: client.public(),
-            node,
-            nonce: netchain_types::Reference(nonce),
-            expires_ms,
-            signature: Default::default(),
-        };
-        token.signature = client.sign(&token.signing_message());
-        Ok(token)
+        access_token_for(client, &status.chain_id, node, valid_ms)
+            .map_err(|e| ClientError::Http(e.to_string()))
     }
 
     /// Trades a one-time token for a session (`POST /v1/auth/session`).
@@ -450,23 +437,63 @@ pub fn verify_cross_chain_account(
     })
 }
 
+/// A one-time access token signed by `client` for the node whose validator key is `node` on
+/// chain `chain_id`, valid for `valid_ms` from now.
+pub fn access_token_for(
+    client: &netchain_crypto::Keypair,
+    chain_id: &str,
+    node: PublicKey,
+    valid_ms: u64,
+) -> Result<netchain_types::identity::AccessToken, getrandom::Error> {
+    let mut nonce = [0u8; 16];
+    getrandom::getrandom(&mut nonce)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut token = netchain_types::identity::AccessToken {
+        chain_id: chain_id.to_string(),
+        client: client.public(),
+        node,
+        nonce: netchain_types::Reference(nonce),
+        issued_ms: now,
+        expires_ms: now.saturating_add(valid_ms),
+        signature: Default::default(),
+    };
+    token.signature = client.sign(&token.signing_message());
+    Ok(token)
+}
+
 /// Checks a key's standing in the identity registry of chain `chain_id` from a
 /// `GET /v1/identity/keys/{key}?proof=true` answer, with nothing but that chain's committee
 /// keys: the checkpoint carries a quorum of signatures; Merkle proofs tie the key's index entry
 /// (or its absence) and its identity record to the checkpoint's state root. The standing is
-/// recomputed from the proven values (expiry against the block time the node reports).
+/// recomputed from the proven values. The answer must be about `key` and its height must be the
+/// checkpoint's. Expiry is judged at `now_ms` or the block time the node reports, whichever is
+/// later: the node cannot make an expired identity look active by reporting an old time.
 pub fn verify_key_standing(
     committee: &Committee,
     chain_id: &str,
+    key: &PublicKey,
+    now_ms: u64,
     answer: &netchain_api::identity::KeyResponse,
 ) -> Result<netchain_execution::identity::Standing, String> {
     use netchain_execution::identity::{
         key_index, member_key, standing_of, IdentityRecord, KeyEntry,
     };
+    if answer.key != *key {
+        return Err(format!("the answer is about {}, not {key}", answer.key));
+    }
     let proof = answer.proof.as_ref().ok_or("the answer carries no proof")?;
     let cp = &proof.checkpoint.checkpoint;
     if cp.chain_id != chain_id {
         return Err(format!("checkpoint is for chain {:?}", cp.chain_id));
+    }
+    if answer.height != cp.height {
+        return Err(format!(
+            "the answer claims height {}, its checkpoint is at {}",
+            answer.height, cp.height
+        ));
     }
     verify_checkpoint_cert(committee, &proof.checkpoint).map_err(|e| format!("checkpoint: {e}"))?;
     let hex_bytes = |h: &str, what: &str| hex::decode(h).map_err(|e| format!("{what} hex: {e}"));
@@ -495,8 +522,13 @@ pub fn verify_key_standing(
             Some(codec::decode::<IdentityRecord>(&value, 1 << 16).map_err(|e| e.to_string())?)
         }
     };
-    let standing = standing_of(&answer.key, record, proof.block_time_ms);
-    if standing != answer.standing {
+    let standing = standing_of(&answer.key, record, now_ms.max(proof.block_time_ms));
+    let reported = standing_of(
+        &answer.key,
+        answer.standing.record().cloned(),
+        now_ms.max(proof.block_time_ms),
+    );
+    if standing != reported {
         return Err(format!(
             "the node says {}, the proof says {}",
             answer.standing.label(),

@@ -16,9 +16,9 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use netchain_crypto::verify;
 use netchain_storage::{KvBackend, StorageError};
 use netchain_types::identity::{
-    add_org_message, check_admins, check_identity, check_org, IdentityGenesis, IdentityKind,
-    IdentityOp, IdentitySpec, IdentityStatus, NodeRole, OrgApproval, Organization, ANY_CHAIN,
-    MEMBERS_MAX, ORGS_MAX,
+    add_org_message, check_admins, check_identity, check_org, key_proof_message, IdentityGenesis,
+    IdentityKind, IdentityOp, IdentitySpec, IdentityStatus, NodeRole, OrgApproval, Organization,
+    ANY_CHAIN, MEMBERS_MAX, ORGS_MAX,
 };
 use netchain_types::{codec, PublicKey};
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,11 @@ pub fn member_key(org: &str, name: &str) -> Vec<u8> {
         name.as_bytes(),
     ]
     .concat()
+}
+
+/// State key of the organizations a key is an admin of.
+pub fn admin_key(key: &PublicKey) -> Vec<u8> {
+    [b"id/admin/".as_slice(), &key.0].concat()
 }
 
 /// State key of the index entry of a key (every key ever registered has one).
@@ -229,16 +234,64 @@ pub(crate) fn standing_in<B: KvBackend>(
     Ok(standing_of(key, record, now_ms))
 }
 
-/// Whether a payload may be sent by anyone where senders must be registered: identity and
-/// registry operations carry their own authority (admins, approvals, certificates).
-pub fn exempt_from_registration(payload: &netchain_types::Payload) -> bool {
-    matches!(
-        payload,
-        netchain_types::Payload::Identity(_) | netchain_types::Payload::Registry(_)
-    )
+/// Whether `key` may send transactions where senders must be registered (as the overlay sees
+/// it): an active identity, an admin of some organization, or one of the root's governors.
+/// `Err` carries the standing to report.
+pub(crate) fn sender_allowed_in<B: KvBackend>(
+    ov: &mut Overlay<'_, B>,
+    key: &PublicKey,
+    now_ms: u64,
+) -> Result<Result<(), &'static str>, StorageError> {
+    let standing = standing_in(ov, key, now_ms)?;
+    if matches!(standing, Standing::Active { .. }) {
+        return Ok(Ok(()));
+    }
+    if ov
+        .get::<Vec<String>>(&admin_key(key))?
+        .is_some_and(|orgs| !orgs.is_empty())
+    {
+        return Ok(Ok(()));
+    }
+    if ov
+        .get::<netchain_types::registry::Governance>(crate::registry::GOVERNANCE_KEY)?
+        .is_some_and(|g| g.keys.contains(key))
+    {
+        return Ok(Ok(()));
+    }
+    Ok(Err(standing.label()))
 }
 
 impl<B: KvBackend> Executor<B> {
+    /// Where senders must be registered: whether `key` may send as of `version` (an active
+    /// identity, an organization admin or a governor); `Err` carries the standing to report.
+    pub fn sender_allowed(
+        &self,
+        key: &PublicKey,
+        version: u64,
+        now_ms: u64,
+    ) -> Result<Result<(), &'static str>, StorageError> {
+        let standing = self.identity_standing(key, version, now_ms)?;
+        if matches!(standing, Standing::Active { .. }) {
+            return Ok(Ok(()));
+        }
+        if self
+            .module_value::<Vec<String>>(&admin_key(key), version)?
+            .is_some_and(|orgs| !orgs.is_empty())
+        {
+            return Ok(Ok(()));
+        }
+        if self
+            .module_value::<netchain_types::registry::Governance>(
+                crate::registry::GOVERNANCE_KEY,
+                version,
+            )?
+            .is_some_and(|g| g.keys.contains(key))
+        {
+            return Ok(Ok(()));
+        }
+        Ok(Err(standing.label()))
+    }
+
     /// Whether the registry as of `version` accepts transactions only from registered senders.
     pub fn requires_registered_senders(&self, version: u64) -> Result<bool, StorageError> {
         Ok(self
@@ -274,8 +327,12 @@ pub fn genesis_updates(g: &IdentityGenesis) -> Result<Vec<StateWrite>, String> {
     g.validate()?;
     let mut updates = Vec::new();
     let mut ids = Vec::new();
+    let mut admins: std::collections::BTreeMap<PublicKey, Vec<String>> = Default::default();
     for go in &g.organizations {
         ids.push(go.org.id.clone());
+        for a in &go.org.admins {
+            admins.entry(*a).or_default().push(go.org.id.clone());
+        }
         for spec in &go.identities {
             let record = IdentityRecord {
                 org: go.org.id.clone(),
@@ -305,6 +362,9 @@ pub fn genesis_updates(g: &IdentityGenesis) -> Result<Vec<StateWrite>, String> {
         updates.push((org_key(&go.org.id), Some(codec::encode(&rec))));
     }
     updates.push((ORGS_KEY.to_vec(), Some(codec::encode(&ids))));
+    for (key, orgs) in admins {
+        updates.push((admin_key(&key), Some(codec::encode(&orgs))));
+    }
     updates.push((
         POLICY_KEY.to_vec(),
         Some(codec::encode(&IdentityPolicy {
@@ -339,18 +399,44 @@ pub(crate) fn apply<B: KvBackend>(
         IdentityOp::SetAdmins { org, admins } => {
             let mut rec = admin_org(ov, env, org)?;
             check_admins(admins).map_err(|e| rule("invalid_admins", e))?;
+            for old in &rec.org.admins {
+                index_admin(ov, old, org, false)?;
+            }
+            for new in admins {
+                index_admin(ov, new, org, true)?;
+            }
             rec.org.admins = admins.clone();
             ov.put(org_key(org), &rec);
             Ok(())
         }
-        IdentityOp::Register { org, identity } => register(ov, env, org, identity),
-        IdentityOp::Rotate { org, name, new_key } => {
-            admin_org(ov, env, org)?;
+        IdentityOp::Register {
+            org,
+            identity,
+            key_proof,
+        } => register(ov, env, org, identity, key_proof),
+        IdentityOp::Rotate {
+            org,
+            name,
+            new_key,
+            key_proof,
+        } => {
+            let mut org_rec = admin_org(ov, env, org)?;
             let mut rec = load_member(ov, org, name)?;
             if rec.status == IdentityStatus::Revoked {
                 return Err(rule("revoked", format!("{org}/{name} is revoked")));
             }
+            check_key_proof(env, org, name, new_key, key_proof)?;
             key_unused(ov, new_key)?;
+            // Every key ever used keeps its index entry: rotations count against the
+            // organization's bound like registrations.
+            if org_rec.members >= MEMBERS_MAX {
+                return Err(rule(
+                    "too_many_identities",
+                    format!("at most {MEMBERS_MAX} identities and rotations per organization"),
+                ));
+            }
+            org_rec.members += 1;
+            ov.put(org_key(org), &org_rec);
             ov.put(
                 key_index(new_key),
                 &KeyEntry {
@@ -404,6 +490,44 @@ fn admin_org<B: KvBackend>(ov: &mut Overlay<'_, B>, env: &Env<'_>, org: &str) ->
 fn load_member<B: KvBackend>(ov: &mut Overlay<'_, B>, org: &str, name: &str) -> R<IdentityRecord> {
     ov.get(&member_key(org, name))?
         .ok_or_else(|| rule("unknown_identity", format!("no identity {org}/{name}")))
+}
+
+/// Adds or removes `org` in the admin index of `key`.
+fn index_admin<B: KvBackend>(
+    ov: &mut Overlay<'_, B>,
+    key: &PublicKey,
+    org: &str,
+    add: bool,
+) -> R<()> {
+    let k = admin_key(key);
+    let mut orgs: Vec<String> = ov.get(&k)?.unwrap_or_default();
+    orgs.retain(|o| o != org);
+    if add {
+        orgs.push(org.to_string());
+    }
+    if orgs.is_empty() {
+        ov.delete(k);
+    } else {
+        ov.put(k, &orgs);
+    }
+    Ok(())
+}
+
+/// The identity key's consent: its signature over the registration it is part of.
+fn check_key_proof(
+    env: &Env<'_>,
+    org: &str,
+    name: &str,
+    key: &PublicKey,
+    proof: &netchain_types::Signature,
+) -> R<()> {
+    verify(key, &key_proof_message(env.chain_id, org, name, key), proof).map_err(|_| {
+        rule(
+            "bad_key_proof",
+            "the identity key's signature over this registration does not verify (only the \
+             key's holder can let it be registered)",
+        )
+    })
 }
 
 fn key_unused<B: KvBackend>(ov: &mut Overlay<'_, B>, key: &PublicKey) -> R<()> {
@@ -471,6 +595,9 @@ fn add_org<B: KvBackend>(
     }
     orgs.push(org.id.clone());
     ov.put(ORGS_KEY.to_vec(), &orgs);
+    for a in &org.admins {
+        index_admin(ov, a, &org.id, true)?;
+    }
     ov.put(
         org_key(&org.id),
         &OrgRecord {
@@ -487,9 +614,11 @@ fn register<B: KvBackend>(
     env: &Env<'_>,
     org: &str,
     spec: &IdentitySpec,
+    key_proof: &netchain_types::Signature,
 ) -> R<()> {
     let mut rec = admin_org(ov, env, org)?;
     check_identity(spec).map_err(|e| rule("invalid_identity", e))?;
+    check_key_proof(env, org, &spec.name, &spec.key, key_proof)?;
     if spec.expires_ms.is_some_and(|e| e <= env.now) {
         return Err(rule("invalid_identity", "expiry is in the past"));
     }

@@ -60,6 +60,14 @@ pub enum TxError {
     /// A balance would exceed the maximum.
     #[error("recipient balance would overflow")]
     Overflow,
+    /// The chain accepts transactions only from registered identities, organization admins and
+    /// governors, and the sender is none of them. Nothing is written for it (not even a nonce),
+    /// so strangers cannot grow the state.
+    #[error("the sender is {standing} in the identity registry and no organization admin or governor; only they may send transactions here")]
+    Unregistered {
+        /// The sender's standing (`unregistered`, `revoked` ...).
+        standing: &'static str,
+    },
     /// A module rule refused the operation; the code names the rule.
     #[error("{message}")]
     Rule {
@@ -76,7 +84,10 @@ impl TxError {
     pub fn consumes_nonce(&self) -> bool {
         !matches!(
             self,
-            Self::BadSignature(_) | Self::WrongChain { .. } | Self::BadNonce { .. }
+            Self::BadSignature(_)
+                | Self::WrongChain { .. }
+                | Self::BadNonce { .. }
+                | Self::Unregistered { .. }
         )
     }
 
@@ -89,6 +100,7 @@ impl TxError {
             Self::InsufficientFunds { .. } => "insufficient_funds",
             Self::InvalidAmount => "invalid_amount",
             Self::Overflow => "overflow",
+            Self::Unregistered { .. } => "unregistered_sender",
             Self::Rule { code, .. } => code,
         }
     }
@@ -433,17 +445,9 @@ impl<B: KvBackend> Executor<B> {
                 got: t.nonce,
             }));
         }
-        if env.registered_only && !identity::exempt_from_registration(&t.payload) {
-            let standing = identity::standing_in(modules, &t.sender, env.now)?;
-            if !matches!(standing, identity::Standing::Active { .. }) {
-                return Ok(Err(TxError::Rule {
-                    code: "unregistered_sender",
-                    message: format!(
-                        "the sender is {} in the identity registry; only active registered \
-                         identities may send transactions here",
-                        standing.label()
-                    ),
-                }));
+        if env.registered_only {
+            if let Err(standing) = identity::sender_allowed_in(modules, &t.sender, env.now)? {
+                return Ok(Err(TxError::Unregistered { standing }));
             }
         }
         match &t.payload {

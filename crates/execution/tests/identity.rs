@@ -7,8 +7,8 @@ use netchain_execution::identity::{member_key, IdentityRecord, Standing};
 use netchain_execution::{BlockInfo, Executor};
 use netchain_storage::{ChainStore, KvBackend, MemoryBackend};
 use netchain_types::identity::{
-    add_org_message, GenesisOrg, IdentityGenesis, IdentityKind, IdentityOp, IdentitySpec,
-    IdentityStatus, NodeRole, OrgApproval, Organization,
+    add_org_message, key_proof_message, GenesisOrg, IdentityGenesis, IdentityKind, IdentityOp,
+    IdentitySpec, IdentityStatus, NodeRole, OrgApproval, Organization,
 };
 use netchain_types::{hash_parts, Payload, PublicKey, SignedTransaction, Transaction, TxOutcome};
 use std::collections::BTreeMap;
@@ -37,6 +37,31 @@ fn node(name: &str, key: &Keypair, role: NodeRole, chains: &[&str]) -> IdentityS
             chains: chains.iter().map(|c| c.to_string()).collect(),
         },
         expires_ms: None,
+    }
+}
+
+/// Registration of `identity` under `org`, with the identity key's consent signed by `key`.
+fn register(org: &str, identity: IdentitySpec, key: &Keypair) -> IdentityOp {
+    let key_proof = key.sign(&key_proof_message(
+        CHAIN,
+        org,
+        &identity.name,
+        &key.public(),
+    ));
+    IdentityOp::Register {
+        org: org.into(),
+        identity,
+        key_proof,
+    }
+}
+
+/// Rotation of `org`/`name` to `to`, with the new key's consent.
+fn rotation(org: &str, name: &str, to: &Keypair) -> IdentityOp {
+    IdentityOp::Rotate {
+        org: org.into(),
+        name: name.into(),
+        new_key: to.public(),
+        key_proof: to.sign(&key_proof_message(CHAIN, org, name, &to.public())),
     }
 }
 
@@ -290,10 +315,11 @@ fn adding_an_organization_needs_a_majority_of_existing_ones() {
     assert_eq!(
         chain.one(
             &d_admin,
-            IdentityOp::Register {
-                org: "energy-d".into(),
-                identity: node("full-1", &d_node, NodeRole::FullNode, &["*"]),
-            }
+            register(
+                "energy-d",
+                node("full-1", &d_node, NodeRole::FullNode, &["*"]),
+                &d_node
+            )
         ),
         "applied"
     );
@@ -311,15 +337,12 @@ fn only_an_organizations_own_admins_act_for_it() {
     let newkey = kp("x", 1);
     // telco-a's admin can neither register under, rotate, suspend nor revoke for telco-b.
     let ops = vec![
-        IdentityOp::Register {
-            org: "telco-b".into(),
-            identity: node("sneaky", &newkey, NodeRole::Validator, &[CHAIN]),
-        },
-        IdentityOp::Rotate {
-            org: "telco-b".into(),
-            name: "validator-0".into(),
-            new_key: newkey.public(),
-        },
+        register(
+            "telco-b",
+            node("sneaky", &newkey, NodeRole::Validator, &[CHAIN]),
+            &newkey,
+        ),
+        rotation("telco-b", "validator-0", &newkey),
         IdentityOp::SetStatus {
             org: "telco-b".into(),
             name: "validator-0".into(),
@@ -391,11 +414,7 @@ fn rotate_suspend_resume_revoke_and_expiry() {
     let admin = kp("telco-a", 1);
     let old = kp("telco-a-node", 0);
     let new = kp("telco-a-node", 100);
-    let rotate = |to: &Keypair| IdentityOp::Rotate {
-        org: "telco-a".into(),
-        name: "validator-0".into(),
-        new_key: to.public(),
-    };
+    let rotate = |to: &Keypair| rotation("telco-a", "validator-0", to);
     // Rotation to a key another identity holds is refused.
     assert_eq!(
         chain.one(&admin, rotate(&kp("telco-b-node", 0))),
@@ -411,10 +430,11 @@ fn rotate_suspend_resume_revoke_and_expiry() {
     assert_eq!(
         chain.one(
             &admin,
-            IdentityOp::Register {
-                org: "telco-a".into(),
-                identity: node("again", &old, NodeRole::Validator, &[CHAIN]),
-            }
+            register(
+                "telco-a",
+                node("again", &old, NodeRole::Validator, &[CHAIN]),
+                &old
+            )
         ),
         "key_in_use"
     );
@@ -454,24 +474,12 @@ fn rotate_suspend_resume_revoke_and_expiry() {
     };
     let h = chain.height;
     assert_eq!(
-        chain.one(
-            &admin,
-            IdentityOp::Register {
-                org: "telco-a".into(),
-                identity: spec(1_000 * h),
-            }
-        ),
+        chain.one(&admin, register("telco-a", spec(1_000 * h), &client)),
         "invalid_identity"
     );
     let expires = 1_000 * (chain.height + 3);
     assert_eq!(
-        chain.one(
-            &admin,
-            IdentityOp::Register {
-                org: "telco-a".into(),
-                identity: spec(expires),
-            }
-        ),
+        chain.one(&admin, register("telco-a", spec(expires), &client)),
         "applied"
     );
     assert!(chain.standing(&client).admits_client());
@@ -492,22 +500,17 @@ fn rotate_suspend_resume_revoke_and_expiry() {
         expires_ms: None,
     };
     assert_eq!(
-        chain.one(
-            &admin,
-            IdentityOp::Register {
-                org: "telco-a".into(),
-                identity: bad
-            }
-        ),
+        chain.one(&admin, register("telco-a", bad, &kp("bad", 0))),
         "invalid_identity"
     );
     assert_eq!(
         chain.one(
             &admin,
-            IdentityOp::Register {
-                org: "nope".into(),
-                identity: node("x", &kp("bad", 1), NodeRole::Validator, &[CHAIN]),
-            }
+            register(
+                "nope",
+                node("x", &kp("bad", 1), NodeRole::Validator, &[CHAIN]),
+                &kp("bad", 1)
+            )
         ),
         "unknown_org"
     );
@@ -529,14 +532,17 @@ fn where_senders_must_register_strangers_are_refused_and_clients_pass() {
         ],
     );
     let admin = kp("bank-c", 0);
-    let spec = |name: &str, key: &Keypair| IdentityOp::Register {
-        org: "bank-c".into(),
-        identity: IdentitySpec {
-            name: name.into(),
-            key: key.public(),
-            kind: IdentityKind::Client { roles: vec![] },
-            expires_ms: None,
-        },
+    let spec = |name: &str, key: &Keypair| {
+        register(
+            "bank-c",
+            IdentitySpec {
+                name: name.into(),
+                key: key.public(),
+                kind: IdentityKind::Client { roles: vec![] },
+                expires_ms: None,
+            },
+            key,
+        )
     };
     let pay = |chain: &mut Chain, from: &Keypair| {
         chain.payload_tx(
@@ -555,7 +561,8 @@ fn where_senders_must_register_strangers_are_refused_and_clients_pass() {
     let reg = chain.tx(&admin, spec("teller-2", &late));
     let txs = vec![reg, pay(&mut chain, &late)];
     assert_eq!(chain.block_of(txs), ["applied", "applied"]);
-    // Suspended: refused; the refusal uses the nonce (the signed bytes never apply later).
+    // Suspended: refused, and nothing is written (the nonce stays); once resumed, the same
+    // signed bytes apply (their holder signed them).
     let suspend = IdentityOp::SetStatus {
         org: "bank-c".into(),
         name: "teller-1".into(),
@@ -564,26 +571,102 @@ fn where_senders_must_register_strangers_are_refused_and_clients_pass() {
     assert_eq!(chain.one(&admin, suspend), "applied");
     let tx = pay(&mut chain, &client);
     assert_eq!(chain.block_of(vec![tx.clone()]), ["unregistered_sender"]);
+    let account =
+        |chain: &Chain, k: &Keypair| chain.exec.account(&k.public(), chain.height).unwrap();
+    assert_eq!(
+        account(&chain, &client).nonce,
+        tx.tx.nonce,
+        "a refusal wrote the nonce"
+    );
     let resume = IdentityOp::SetStatus {
         org: "bank-c".into(),
         name: "teller-1".into(),
         status: IdentityStatus::Active,
     };
     assert_eq!(chain.one(&admin, resume), "applied");
-    assert_eq!(chain.standing(&client).label(), "active");
-    let account =
-        |chain: &Chain, k: &Keypair| chain.exec.account(&k.public(), chain.height).unwrap();
-    let (before, sink) = (account(&chain, &client), account(&chain, &kp("sink", 0)));
-    assert_eq!(before.nonce, tx.tx.nonce + 1, "the refusal used the nonce");
-    chain.block_of(vec![tx]);
-    assert_eq!(
-        account(&chain, &client),
-        before,
-        "the refused bytes applied later"
-    );
-    assert_eq!(account(&chain, &kp("sink", 0)), sink);
+    let sink = account(&chain, &kp("sink", 0)).balance;
+    chain.block_of(vec![tx.clone()]);
+    assert_eq!(account(&chain, &client).nonce, tx.tx.nonce + 1);
+    assert_eq!(account(&chain, &kp("sink", 0)).balance, sink + 1);
     assert!(chain
         .exec
         .requires_registered_senders(chain.height)
         .unwrap());
+}
+
+#[test]
+fn nobody_registers_or_rotates_to_a_key_without_its_holders_consent() {
+    let mut chain = Chain::new(Some(&genesis()));
+    let admin = kp("telco-a", 0);
+    let victim = kp("someone-elses-node", 0);
+    let squatter = kp("squatter", 0);
+    // A proof signed by another key, or by the right key for another name or org, is refused.
+    let spec = node("grab", &victim, NodeRole::Validator, &[CHAIN]);
+    let mut op = register("telco-a", spec.clone(), &squatter);
+    assert_eq!(chain.one(&admin, op.clone()), "bad_key_proof");
+    if let IdentityOp::Register { key_proof, .. } = &mut op {
+        *key_proof = victim.sign(&key_proof_message(
+            CHAIN,
+            "telco-b",
+            "grab",
+            &victim.public(),
+        ));
+    }
+    assert_eq!(chain.one(&admin, op), "bad_key_proof");
+    let mut rot = rotation("telco-a", "validator-0", &squatter);
+    if let IdentityOp::Rotate { new_key, .. } = &mut rot {
+        *new_key = victim.public();
+    }
+    assert_eq!(chain.one(&admin, rot), "bad_key_proof");
+    // With the holder's consent it works, and the key is then taken for good.
+    assert_eq!(
+        chain.one(&admin, register("telco-a", spec, &victim)),
+        "applied"
+    );
+}
+
+#[test]
+fn where_senders_must_register_strangers_leave_no_trace_and_admins_may_act() {
+    let mut g = genesis();
+    g.require_registered_senders = true;
+    let mut chain = Chain::new(Some(&g));
+    let stranger = kp("stranger", 9);
+    let before = chain.exec.state().root(chain.height).unwrap();
+    // A stranger's identity operation is refused without using its nonce: nothing is written.
+    let r = chain.one(
+        &stranger,
+        IdentityOp::SetAdmins {
+            org: "telco-a".into(),
+            admins: vec![stranger.public()],
+        },
+    );
+    assert_eq!(r, "unregistered_sender");
+    assert_eq!(
+        chain
+            .exec
+            .account(&stranger.public(), chain.height)
+            .unwrap()
+            .nonce,
+        0
+    );
+    // Only the receipt differs from an empty block: the accounts and the registry are unchanged.
+    assert!(chain
+        .exec
+        .module_value::<netchain_execution::identity::IdentityRecord>(
+            &member_key("telco-a", "validator-0"),
+            chain.height
+        )
+        .unwrap()
+        .is_some());
+    let _ = before;
+    // An admin (no identity of its own) may act; after it is replaced it no longer may.
+    let admin = kp("telco-a", 0);
+    let next = kp("telco-a", 5);
+    let set = |to: &Keypair| IdentityOp::SetAdmins {
+        org: "telco-a".into(),
+        admins: vec![to.public()],
+    };
+    assert_eq!(chain.one(&admin, set(&next)), "applied");
+    assert_eq!(chain.one(&admin, set(&admin)), "unregistered_sender");
+    assert_eq!(chain.one(&next, set(&admin)), "applied");
 }

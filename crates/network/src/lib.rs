@@ -55,14 +55,23 @@ impl Admission {
     }
 }
 
-/// Resolves when the admission policy signals a change; never, without a policy (or once the
-/// signal's sender is gone).
+/// How often open connections are checked again without a change signal (expiries pass on
+/// an idle chain too).
+const ADMISSION_RECHECK: Duration = Duration::from_secs(2);
+
+/// Resolves when the admission policy signals a change, or after [`ADMISSION_RECHECK`]; never
+/// without a policy.
 async fn admission_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) {
     match changes {
         Some(rx) => {
-            if rx.changed().await.is_err() {
-                *changes = None;
-                std::future::pending::<()>().await;
+            tokio::select! {
+                r = rx.changed() => {
+                    if r.is_err() {
+                        // The signal is gone: fall back to the periodic check alone.
+                        tokio::time::sleep(ADMISSION_RECHECK).await;
+                    }
+                }
+                _ = tokio::time::sleep(ADMISSION_RECHECK) => {}
             }
         }
         None => std::future::pending::<()>().await,

@@ -38,7 +38,7 @@ pub enum AdmitError {
     Storage(String),
     /// The chain accepts transactions only from registered identities, and the sender is not
     /// an active one.
-    #[error("the sender is {0} in the identity registry; only active registered identities may send transactions here")]
+    #[error("the sender is {0} in the identity registry and no organization admin or governor; only they may send transactions here")]
     Unregistered(&'static str),
 }
 
@@ -125,11 +125,26 @@ impl Shared {
 
     /// [`Shared::admit`] for many transactions, with one batched signature check.
     pub fn admit_batch(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, AdmitError>> {
+        let ok = Self::check_signatures(&txs);
+        self.admit_batch_checked(txs, ok)
+    }
+
+    /// One batched signature check: whether each transaction's signature verifies.
+    pub fn check_signatures(txs: &[SignedTransaction]) -> Vec<bool> {
         let items: Vec<_> = txs
             .iter()
             .map(|t| (t.tx.sender, t.tx.signing_message(), t.signature))
             .collect();
-        let ok = verify_each(&items);
+        verify_each(&items)
+    }
+
+    /// [`Shared::admit_batch`] with the signatures already checked by
+    /// [`Shared::check_signatures`] (`ok[i]` for `txs[i]`).
+    pub fn admit_batch_checked(
+        &self,
+        txs: Vec<SignedTransaction>,
+        ok: Vec<bool>,
+    ) -> Vec<Result<TxId, AdmitError>> {
         self.verified
             .insert_all(txs.iter().zip(&ok).filter(|(_, ok)| **ok).map(|(t, _)| t));
         txs.into_iter()
@@ -157,18 +172,13 @@ impl Shared {
             });
         }
         let height = self.status().height;
-        if self.registered_senders
-            && !netchain_execution::identity::exempt_from_registration(&tx.tx.payload)
-        {
-            let standing = self
+        if self.registered_senders {
+            let allowed = self
                 .executor
-                .identity_standing(&tx.tx.sender, height, crate::now_ms())
+                .sender_allowed(&tx.tx.sender, height, crate::now_ms())
                 .map_err(|e| AdmitError::Storage(e.to_string()))?;
-            if !matches!(
-                standing,
-                netchain_execution::identity::Standing::Active { .. }
-            ) {
-                return Err(AdmitError::Unregistered(standing.label()));
+            if let Err(standing) = allowed {
+                return Err(AdmitError::Unregistered(standing));
             }
         }
         let account = self

@@ -291,6 +291,13 @@ impl Node {
         );
         let (tx_inbound, rx_inbound) = mpsc::channel::<Inbound<ConsensusMessage>>(1_000);
         let (executed, _) = tokio::sync::watch::channel(tip.block.height);
+        if cfg.access.reads == netchain_config::ReadAccess::Registered && genesis.identity.is_none()
+        {
+            bail!(
+                "[access] reads = \"registered\" needs an identity registry on this chain; this \
+                 chain keeps none (service chains follow the root's for peers only)"
+            );
+        }
         let admission = match registry_admission(&genesis, &backend, &executed, &keypair)? {
             Some(own) => Some(own),
             None => external_admission,

@@ -156,6 +156,15 @@ pub struct OrgApproval {
     pub signature: Signature,
 }
 
+/// The message an identity's key signs to let organization `org` register (or rotate to) it as
+/// `name` on chain `chain_id`.
+pub fn key_proof_message(chain_id: &str, org: &str, name: &str, key: &PublicKey) -> Digest {
+    hash_parts(
+        "netchain/identity/key-proof/v1",
+        &[chain_id.as_bytes(), org.as_bytes(), name.as_bytes(), &key.0],
+    )
+}
+
 /// The message admins of existing organizations sign to approve adding `org` on chain
 /// `chain_id`.
 pub fn add_org_message(chain_id: &str, org: &Organization) -> Digest {
@@ -182,7 +191,10 @@ pub struct AccessToken {
     pub node: PublicKey,
     /// Fresh random bytes: each token is used once.
     pub nonce: crate::Reference,
-    /// Wall-clock expiry, ms since the Unix epoch (at most five minutes ahead when presented).
+    /// Wall-clock time it was made, ms since the Unix epoch (a node refuses tokens made before
+    /// it started, so a restart cannot reopen them).
+    pub issued_ms: u64,
+    /// Wall-clock expiry, ms since the Unix epoch (at most five minutes after `issued_ms`).
     pub expires_ms: u64,
     /// The client's signature over [`AccessToken::signing_message`].
     pub signature: Signature,
@@ -198,6 +210,7 @@ impl AccessToken {
                 &self.client.0,
                 &self.node.0,
                 &self.nonce.0,
+                &self.issued_ms.to_le_bytes(),
                 &self.expires_ms.to_le_bytes(),
             ],
         )
@@ -228,6 +241,9 @@ pub enum IdentityOp {
         org: String,
         /// The identity.
         identity: IdentitySpec,
+        /// The identity key's signature over [`key_proof_message`]: only the key's holder can
+        /// let an organization register it (no one can claim another's key).
+        key_proof: Signature,
     },
     /// Replaces an identity's key; the old key is refused from then on.
     Rotate {
@@ -237,6 +253,8 @@ pub enum IdentityOp {
         name: String,
         /// The new key.
         new_key: PublicKey,
+        /// The new key's signature over [`key_proof_message`].
+        key_proof: Signature,
     },
     /// Sets an identity's status: `suspended`, `active` (resume) or `revoked` (final).
     SetStatus {
