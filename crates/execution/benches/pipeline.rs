@@ -2,7 +2,7 @@
 //! state commitment. Run with `cargo bench -p netchain-execution`; results go to docs/BENCHMARKS.md.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use netchain_crypto::{sign_transaction, verify, verify_batch, Keypair};
+use netchain_crypto::{sign_transaction, verify, verify_batch, verify_each, Keypair};
 use netchain_execution::{BlockInfo, Executor};
 
 fn info(height: u64, timestamp_ms: u64) -> BlockInfo {
@@ -74,6 +74,24 @@ fn crypto(c: &mut Criterion) {
     g.throughput(Throughput::Elements(512));
     g.bench_function("ed25519_verify_batch_512", |b| {
         b.iter(|| verify_batch(&items).unwrap())
+    });
+    // verify_each: all valid (split over the cores), and with one forged signature (found by
+    // halving the failed batch), against checking every signature one by one.
+    g.bench_function("verify_each_512_valid", |b| {
+        b.iter(|| assert!(verify_each(&items).iter().all(|ok| *ok)))
+    });
+    let mut forged = items.clone();
+    forged[300].2 .0[0] ^= 1;
+    g.bench_function("verify_each_512_one_forged", |b| {
+        b.iter(|| assert_eq!(verify_each(&forged).iter().filter(|ok| !**ok).count(), 1))
+    });
+    g.bench_function("verify_one_by_one_512", |b| {
+        b.iter(|| {
+            forged
+                .iter()
+                .filter(|(pk, m, sig)| verify(pk, m, sig).is_ok())
+                .count()
+        })
     });
     g.finish();
     let mut g = c.benchmark_group("hashing");
