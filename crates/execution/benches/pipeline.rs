@@ -131,9 +131,33 @@ fn execution(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // The same on one thread (no parallel account reads): the parallel read phase's gain.
+    g.bench_function("transfers_2000_presigned_checked_one_thread", |b| {
+        b.iter_batched(
+            || {
+                let (backend, exec) = executor(&keys);
+                (backend, exec.with_threads(1))
+            },
+            |(_, exec)| {
+                exec.execute_checked(&info(1, 1_000), &block, &|_| true)
+                    .unwrap()
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.bench_function("transfers_2000_with_signature_checks", |b| {
         b.iter_batched(
             || executor(&keys),
+            |(_, exec)| exec.execute(1, 1_000, &block).unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("transfers_2000_with_signature_checks_one_thread", |b| {
+        b.iter_batched(
+            || {
+                let (backend, exec) = executor(&keys);
+                (backend, exec.with_threads(1))
+            },
             |(_, exec)| exec.execute(1, 1_000, &block).unwrap(),
             BatchSize::PerIteration,
         )

@@ -6,6 +6,11 @@
 //! new state root with one write batch holding the state changes and receipts. It never reads the
 //! clock or OS randomness and iterates only ordered maps, so every validator computes the same root.
 //! Signatures are checked here again because a faulty leader can put anything in a block.
+//!
+//! Parallelism that cannot change a result: signature checks are split over the cores
+//! (`verify_each`), and a large block's declared accounts (senders, transfer recipients) are read
+//! at the parent version on all cores before the block is applied in order from that cache
+//! (`tests/parallel.rs` compares one thread with several on random conflicting blocks).
 
 pub mod currency;
 pub mod identity;
@@ -154,7 +159,12 @@ pub struct Executor<B: KvBackend> {
     chain_id: String,
     state: StateTree<B>,
     store: ChainStore<B>,
+    /// Threads for the block's read phase (1: everything on the calling thread).
+    threads: usize,
 }
+
+/// Blocks with fewer transactions than this read their accounts on the calling thread.
+const PARALLEL_READ_MIN_TXS: usize = 256;
 
 /// State-tree key of an account.
 pub fn account_key(pk: &PublicKey) -> Vec<u8> {
@@ -170,7 +180,74 @@ impl<B: KvBackend> Executor<B> {
             chain_id: chain_id.into(),
             state: StateTree::new(backend.clone()),
             store: ChainStore::new(backend),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
+    }
+
+    /// The same executor with `threads` threads for the read phase (1: none besides the
+    /// caller's). The results never depend on it.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Reads, in parallel, the accounts at `base` that the block's transactions declare (every
+    /// sender, every transfer's recipient) into `accounts`. Reads of one committed version are
+    /// pure, so this changes only how fast the block runs, never what it does; the apply phase
+    /// then runs in block order from the cache.
+    fn prefetch_accounts(
+        &self,
+        base: u64,
+        txs: &[SignedTransaction],
+        accounts: &mut Accounts,
+    ) -> Result<(), StorageError> {
+        if self.threads < 2 || txs.len() < PARALLEL_READ_MIN_TXS {
+            return Ok(());
+        }
+        let keys: Vec<PublicKey> = txs
+            .iter()
+            .flat_map(|t| {
+                let to = match &t.tx.payload {
+                    Payload::Transfer { to, .. } => Some(*to),
+                    _ => None,
+                };
+                std::iter::once(t.tx.sender).chain(to)
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let chunk = keys.len().div_ceil(self.threads);
+        let read: Vec<Result<Vec<(PublicKey, Account)>, StorageError>> =
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = keys
+                    .chunks(chunk.max(1))
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|pk| Ok((*pk, self.account(pk, base)?)))
+                                .collect()
+                        })
+                    })
+                    .collect();
+                parts
+                    .into_iter()
+                    .map(|h| h.join().expect("account read thread"))
+                    .collect()
+            });
+        for part in read {
+            for (pk, original) in part? {
+                accounts.insert(
+                    pk,
+                    Cached {
+                        original,
+                        current: original,
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The state tree.
@@ -307,6 +384,7 @@ impl<B: KvBackend> Executor<B> {
             inner_ok[*i] = Some(ok);
         }
         let mut accounts = Accounts::new();
+        self.prefetch_accounts(base, txs, &mut accounts)?;
         let mut modules = Overlay::new(&self.state, base);
         let registered_only = identity::requires_registered_senders(&mut modules)?;
         currency::sweep(&mut modules, timestamp_ms, height)?;
