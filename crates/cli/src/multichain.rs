@@ -295,13 +295,14 @@ async fn register_all(net: &MultiNet, governors: &[Keypair]) -> anyhow::Result<(
         wait_ready(&c.clients, Duration::from_secs(60)).await?;
     }
     let root = &net.chains[0].clients[0];
+    let root_hash = net.chains[0].layout.genesis.hash();
     let mut nonce = root.account(&governors[0].public(), false).await?.nonce;
     for c in net.chains.iter().skip(1) {
         let id = &c.layout.genesis.chain_id;
         if anchored_height(&net.chains[0].clients, id).await.is_some() {
             continue; // registered in an earlier run (--keep)
         }
-        register(root, governors, &c.layout, nonce).await?;
+        register(root, &root_hash, governors, &c.layout, nonce).await?;
         nonce += 1;
     }
     Ok(())
@@ -310,6 +311,7 @@ async fn register_all(net: &MultiNet, governors: &[Keypair]) -> anyhow::Result<(
 /// Registers a service chain on the root with governors 0 and 1, and waits for the outcome.
 async fn register(
     root: &Client,
+    root_hash: &netchain_types::Digest,
     governors: &[Keypair],
     chain: &Layout,
     nonce: u64,
@@ -321,7 +323,7 @@ async fn register(
         genesis_block_id: genesis_block.id(),
         validators: chain.genesis.committee.validators.clone(),
     });
-    let msg = approval_message(ROOT_CHAIN, &change);
+    let msg = approval_message(ROOT_CHAIN, root_hash, &change);
     let approvals = (0..2)
         .map(|i| Approval {
             governor: i as u16,

@@ -282,7 +282,7 @@ impl<B: KvBackend> Executor<B> {
     pub fn genesis_with(
         &self,
         accounts: &[(PublicKey, u64)],
-        governance: Option<&netchain_types::registry::Governance>,
+        root: Option<(&netchain_types::registry::Governance, Digest)>,
         identity: Option<&netchain_types::identity::IdentityGenesis>,
     ) -> Result<(Digest, WriteBatch), StorageError> {
         let mut sorted: BTreeMap<PublicKey, Account> = BTreeMap::new();
@@ -293,8 +293,12 @@ impl<B: KvBackend> Executor<B> {
             .iter()
             .map(|(pk, a)| (account_key(pk), Some(codec::encode(a))))
             .collect();
-        if let Some(g) = governance {
+        if let Some((g, genesis_hash)) = root {
             updates.push((registry::GOVERNANCE_KEY.to_vec(), Some(codec::encode(g))));
+            updates.push((
+                registry::GENESIS_HASH_KEY.to_vec(),
+                Some(codec::encode(&genesis_hash)),
+            ));
         }
         if let Some(id) = identity {
             let writes = identity::genesis_updates(id)
@@ -317,13 +321,15 @@ impl<B: KvBackend> Executor<B> {
         }
     }
 
-    /// The genesis state of a root chain: the accounts and the registry's governance.
+    /// The genesis state of a root chain: the accounts, the registry's governance and the
+    /// chain's genesis hash (approvals are bound to it).
     pub fn genesis_root(
         &self,
         accounts: &[(PublicKey, u64)],
         governance: &netchain_types::registry::Governance,
+        genesis_hash: Digest,
     ) -> Result<(Digest, WriteBatch), StorageError> {
-        self.genesis_with(accounts, Some(governance), None)
+        self.genesis_with(accounts, Some((governance, genesis_hash)), None)
     }
 
     /// Executes `txs` as the block at `height` with proposer time `timestamp_ms` on the state

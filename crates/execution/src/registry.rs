@@ -40,6 +40,8 @@ fn rule(code: &'static str, message: impl Into<String>) -> Fail {
 
 /// State key of the governance (written at genesis on a root chain).
 pub const GOVERNANCE_KEY: &[u8] = b"reg/governance";
+/// State key of the root chain's genesis hash (written at genesis; approvals are bound to it).
+pub const GENESIS_HASH_KEY: &[u8] = b"reg/genesis_hash";
 /// State key of the list of registered chain ids.
 pub const CHAIN_LIST_KEY: &[u8] = b"reg/list";
 
@@ -184,10 +186,11 @@ fn check_chain_id(id: &str) -> R<()> {
 fn check_approvals(
     g: &Governance,
     root: &str,
+    genesis_hash: &Digest,
     change: &RegistryChange,
     approvals: &[Approval],
 ) -> R<()> {
-    let msg = approval_message(root, change);
+    let msg = approval_message(root, genesis_hash, change);
     let mut last: Option<u16> = None;
     for a in approvals {
         if last.is_some_and(|l| a.governor <= l) {
@@ -231,7 +234,8 @@ pub(crate) fn apply<B: KvBackend>(
     })?;
     match op {
         RegistryOp::Change { change, approvals } => {
-            check_approvals(&governance, env.chain_id, change, approvals)?;
+            let genesis_hash: Digest = ov.get(GENESIS_HASH_KEY)?.unwrap_or_default();
+            check_approvals(&governance, env.chain_id, &genesis_hash, change, approvals)?;
             match change {
                 RegistryChange::Register(chain) => register(ov, env, chain),
                 RegistryChange::SetValidators {

@@ -24,6 +24,11 @@ fn kp(tag: &str, i: u32) -> Keypair {
     Keypair::from_secret(hash_parts("registry-test", &[tag.as_bytes(), &i.to_le_bytes()]).0)
 }
 
+/// The root's genesis hash (approvals are bound to it).
+fn root_genesis() -> Digest {
+    hash_parts("registry-test-root-genesis", &[])
+}
+
 fn governors() -> Vec<Keypair> {
     (0..3).map(|i| kp("gov", i)).collect()
 }
@@ -58,7 +63,7 @@ impl Chain {
         let backend = Arc::new(MemoryBackend::new());
         let exec = Executor::new(chain_id, backend.clone());
         let (root, batch) = match governance {
-            Some(g) => exec.genesis_root(&[], g).unwrap(),
+            Some(g) => exec.genesis_root(&[], g, root_genesis()).unwrap(),
             None => exec.genesis(&[]).unwrap(),
         };
         backend.write(batch, true).unwrap();
@@ -168,7 +173,7 @@ impl Root {
     }
 
     fn change(&mut self, change: RegistryChange, signers: &[usize]) -> String {
-        let msg = approval_message(ROOT, &change);
+        let msg = approval_message(ROOT, &root_genesis(), &change);
         let gov = governors();
         let approvals = signers
             .iter()
@@ -222,7 +227,7 @@ fn registration_needs_the_governance_threshold() {
     });
     assert_eq!(root.change(change.clone(), &[1]), "insufficient_approvals");
     // A forged approval (signed by a key that is not governor 1).
-    let msg = approval_message(ROOT, &change);
+    let msg = approval_message(ROOT, &root_genesis(), &change);
     let forged = RegistryOp::Change {
         change: change.clone(),
         approvals: vec![
@@ -238,13 +243,26 @@ fn registration_needs_the_governance_threshold() {
     };
     assert_eq!(root.send(forged), "bad_approval");
     // Approvals for another root chain's change do not count here.
-    let other = approval_message("other-root", &change);
+    let other = approval_message("other-root", &root_genesis(), &change);
     let replayed = RegistryOp::Change {
         change: change.clone(),
         approvals: (0..2)
             .map(|i| Approval {
                 governor: i,
                 signature: governors()[i as usize].sign(&other),
+            })
+            .collect(),
+    };
+    assert_eq!(root.send(replayed), "bad_approval");
+    // Nor approvals made for a root with the same chain id and governors but another genesis
+    // (a re-genesis of the network).
+    let regenesis = approval_message(ROOT, &hash_parts("another-genesis", &[]), &change);
+    let replayed = RegistryOp::Change {
+        change: change.clone(),
+        approvals: (0..2)
+            .map(|i| Approval {
+                governor: i,
+                signature: governors()[i as usize].sign(&regenesis),
             })
             .collect(),
     };

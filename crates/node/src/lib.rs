@@ -130,12 +130,12 @@ fn init_or_check_genesis(
         .iter()
         .map(|a| (a.public_key, a.balance))
         .collect();
-    let governance = match &genesis.role {
-        netchain_types::registry::ChainRole::Root { governance } => Some(governance),
+    let root = match &genesis.role {
+        netchain_types::registry::ChainRole::Root { governance } => Some((governance, hash)),
         _ => None,
     };
     let (state_root, mut batch) =
-        executor.genesis_with(&accounts, governance, genesis.identity.as_ref())?;
+        executor.genesis_with(&accounts, root, genesis.identity.as_ref())?;
     let block = Block::genesis(hash, genesis.genesis_time_ms);
     let tip = ChainTip {
         qc: QuorumCert::genesis(block.id()),

@@ -443,7 +443,7 @@ impl Federation {
             genesis_block_id: self.svc.setup.genesis.id(),
             validators: self.svc.setup.committee.validators.clone(),
         });
-        let msg = approval_message(ROOT, &change);
+        let msg = approval_message(ROOT, &self.root.setup.genesis_hash, &change);
         let mut signers: Vec<u16> = vec![0, 1, 2];
         self.rng.shuffle(&mut signers);
         let mut approvals: Vec<Approval> = signers[..self.governance.threshold as usize]

@@ -122,11 +122,21 @@ pub enum RegistryChange {
     },
 }
 
-/// The message governing keys sign to approve `change` on the root chain `root_chain_id`.
-pub fn approval_message(root_chain_id: &str, change: &RegistryChange) -> Digest {
+/// The message governing keys sign to approve `change` on the root chain `root_chain_id` whose
+/// genesis hash is `root_genesis_hash` (so an approval cannot be replayed on another network that
+/// reuses the chain id and the governing keys).
+pub fn approval_message(
+    root_chain_id: &str,
+    root_genesis_hash: &Digest,
+    change: &RegistryChange,
+) -> Digest {
     hash_parts(
-        "netchain/registry/approval/v1",
-        &[root_chain_id.as_bytes(), &codec::encode(change)],
+        "netchain/registry/approval/v2",
+        &[
+            root_chain_id.as_bytes(),
+            &root_genesis_hash.0,
+            &codec::encode(change),
+        ],
     )
 }
 

@@ -180,7 +180,11 @@ impl Instance {
         let executor = Executor::new(s.chain_id.clone(), self.disk.clone());
         if store.genesis_hash().expect("sim disk").is_none() {
             let (state_root, mut batch) = executor
-                .genesis_with(&s.accounts, s.governance.as_ref(), s.identity.as_ref())
+                .genesis_with(
+                    &s.accounts,
+                    s.governance.as_ref().map(|g| (g, s.genesis_hash)),
+                    s.identity.as_ref(),
+                )
                 .expect("genesis");
             let tip = ChainTip {
                 qc: QuorumCert::genesis(s.genesis.id()),
