@@ -44,6 +44,12 @@ pub struct RootProof {
     pub value_hex: String,
     /// The state proof (hex).
     pub state_proof_hex: String,
+    /// Borsh of the chain's registry record at the same checkpoint (hex): its flag and epochs.
+    #[serde(default)]
+    pub record_hex: Option<String>,
+    /// The record's state proof (hex).
+    #[serde(default)]
+    pub record_proof_hex: Option<String>,
 }
 
 /// A state value at a height with its proof against that height's state root.
@@ -163,10 +169,17 @@ async fn anchor(
                 "the anchor is newer than the newest certified checkpoint; retry shortly",
             )
         })?;
+        let (record, record_proof) = shared
+            .executor
+            .state()
+            .get_with_proof(&chain_key(&id), cert.checkpoint.height)
+            .map_err(ApiError::internal)?;
         Some(RootProof {
             checkpoint: cert,
             value_hex: hex::encode(value),
             state_proof_hex: hex::encode(proof.0),
+            record_hex: record.map(hex::encode),
+            record_proof_hex: Some(hex::encode(record_proof.0)),
         })
     } else {
         None

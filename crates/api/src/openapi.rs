@@ -358,7 +358,9 @@ pub fn document() -> Value {
                 "chain_id": { "type": "string" }, "anchor": { "$ref": "#/components/schemas/AnchorRecord" },
                 "proof": { "oneOf": [{ "type": "null" }, { "type": "object", "required": ["checkpoint", "value_hex", "state_proof_hex"], "properties": {
                     "checkpoint": { "$ref": "#/components/schemas/CertifiedCheckpoint" }, "value_hex": { "type": "string" },
-                    "state_proof_hex": { "type": "string" } } }] } } },
+                    "state_proof_hex": { "type": "string" },
+                    "record_hex": { "type": ["string", "null"], "description": "The chain's registry record (flag, epochs) at the same checkpoint" },
+                    "record_proof_hex": { "type": ["string", "null"] } } }] } } },
             "StateProof": { "type": "object", "required": ["height", "state_root", "key_hex", "value_hex", "state_proof_hex"], "properties": {
                 "height": int(), "state_root": hex32, "key_hex": { "type": "string" },
                 "value_hex": { "type": ["string", "null"] }, "state_proof_hex": { "type": "string" } } },

@@ -81,8 +81,8 @@ async fn cross_chain_proof(net: &MultiNet) {
         .await
         .unwrap();
     let committee = &root.layout.genesis.committee;
-    let v =
-        verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, &anchor, &state).unwrap();
+    let v = verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, 0, &anchor, &state)
+        .unwrap();
     assert_eq!(v.height, anchor.anchor.height);
     assert_eq!(v.account.unwrap().balance, 1_000_000_000);
     // Tampering: a richer account, another anchor record, a forged root signature, the wrong
@@ -100,26 +100,55 @@ async fn cross_chain_proof(net: &MultiNet) {
     let mut forged = anchor.clone();
     forged.proof.as_mut().unwrap().checkpoint.signatures[0].1 .0[5] ^= 1;
     let svc_committee = &svc.layout.genesis.committee;
+    // The chain record, proven at the same root checkpoint: flagged is refused, and so is a
+    // record the proof does not hold, or none.
+    let mut flagged = anchor.clone();
+    let p = flagged.proof.as_mut().unwrap();
+    let mut chain: netchain_execution::registry::ChainRecord = netchain_types::decode(
+        &hex::decode(p.record_hex.as_ref().unwrap()).unwrap(),
+        1 << 20,
+    )
+    .unwrap();
+    assert!(!chain.flagged);
+    chain.flagged = true;
+    p.record_hex = Some(hex::encode(netchain_types::encode(&chain)));
+    let mut no_record = anchor.clone();
+    no_record.proof.as_mut().unwrap().record_hex = None;
+    let too_old = v.root_height + 1;
     for (what, result) in [
         (
+            "flagged chain (record not in the proof)",
+            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, 0, &flagged, &state),
+        ),
+        (
+            "no chain record",
+            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, 0, &no_record, &state),
+        ),
+        (
+            "root checkpoint older than asked",
+            verify_cross_chain_account(
+                committee, ROOT_CHAIN, "svc-2", &pk, too_old, &anchor, &state,
+            ),
+        ),
+        (
             "richer account",
-            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, &anchor, &richer),
+            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, 0, &anchor, &richer),
         ),
         (
             "moved anchor",
-            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, &moved, &state),
+            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, 0, &moved, &state),
         ),
         (
             "forged root signature",
-            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, &forged, &state),
+            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-2", &pk, 0, &forged, &state),
         ),
         (
             "wrong chain",
-            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-1", &pk, &anchor, &state),
+            verify_cross_chain_account(committee, ROOT_CHAIN, "svc-1", &pk, 0, &anchor, &state),
         ),
         (
             "wrong committee",
-            verify_cross_chain_account(svc_committee, ROOT_CHAIN, "svc-2", &pk, &anchor, &state),
+            verify_cross_chain_account(svc_committee, ROOT_CHAIN, "svc-2", &pk, 0, &anchor, &state),
         ),
     ] {
         assert!(result.is_err(), "{what} was accepted");

@@ -372,6 +372,8 @@ pub struct CrossChainAccount {
     pub state_root: Digest,
     /// The account there (None: absent).
     pub account: Option<Account>,
+    /// The validator-set epoch that certified the anchor.
+    pub epoch: u64,
 }
 
 /// Checks that account `pk` of service chain `chain_id` has the given value in a checkpoint the
@@ -379,15 +381,21 @@ pub struct CrossChainAccount {
 /// a quorum of root signatures; a Merkle proof ties the anchor record (service height, block,
 /// state root) to that root checkpoint's state; a second Merkle proof ties the account to the
 /// anchored service state root.
+///
+/// The root's record of the chain is proven at the same root checkpoint: a chain the root has
+/// flagged (conflicting certified checkpoints, more than f faulty validators) is refused. A root
+/// checkpoint below `min_root_height` is refused as too old (a root node may serve an older
+/// anchor; the caller says how fresh it needs the answer).
 pub fn verify_cross_chain_account(
     root_committee: &Committee,
     root_chain_id: &str,
     chain_id: &str,
     pk: &PublicKey,
+    min_root_height: u64,
     anchor: &netchain_api::chains::AnchorResponse,
     state: &netchain_api::chains::StateProofResponse,
 ) -> Result<CrossChainAccount, String> {
-    use netchain_execution::registry::{anchor_key, AnchorRecord};
+    use netchain_execution::registry::{anchor_key, chain_key, AnchorRecord, ChainRecord};
     let proof = anchor
         .proof
         .as_ref()
@@ -398,6 +406,33 @@ pub fn verify_cross_chain_account(
     }
     verify_checkpoint_cert(root_committee, &proof.checkpoint)
         .map_err(|e| format!("root checkpoint: {e}"))?;
+    if root.height < min_root_height {
+        return Err(format!(
+            "the root checkpoint is at height {}, older than the minimum {min_root_height}",
+            root.height
+        ));
+    }
+    let chain_bytes = hex::decode(
+        proof
+            .record_hex
+            .as_deref()
+            .ok_or("the root proof carries no record of the chain")?,
+    )
+    .map_err(|e| format!("record hex: {e}"))?;
+    let chain_proof = StateProof(
+        hex::decode(proof.record_proof_hex.as_deref().unwrap_or_default())
+            .map_err(|e| format!("record proof hex: {e}"))?,
+    );
+    chain_proof
+        .verify(root.state_root.0, &chain_key(chain_id), Some(&chain_bytes))
+        .map_err(|e| format!("the root does not hold this chain record: {e}"))?;
+    let chain: ChainRecord =
+        codec::decode(&chain_bytes, 1 << 20).map_err(|e| format!("chain record: {e}"))?;
+    if chain.flagged {
+        return Err(format!(
+            "{chain_id} is flagged on the root: conflicting certified checkpoints were seen"
+        ));
+    }
     let record_bytes = hex::decode(&proof.value_hex).map_err(|e| format!("anchor hex: {e}"))?;
     let record: AnchorRecord =
         codec::decode(&record_bytes, 4_096).map_err(|e| format!("anchor record: {e}"))?;
@@ -434,6 +469,7 @@ pub fn verify_cross_chain_account(
         height: record.height,
         state_root: record.state_root,
         account,
+        epoch: record.epoch,
     })
 }
 

@@ -241,6 +241,9 @@ struct VerifyArgs {
     /// With --root-genesis: a root-chain node's API address.
     #[arg(long, default_value = "127.0.0.1:8100")]
     root_node: String,
+    /// With --root-genesis: refuse a proof through a root checkpoint below this height.
+    #[arg(long, default_value_t = 0)]
+    min_root_height: u64,
 }
 
 async fn transfer(
@@ -285,6 +288,7 @@ async fn verify_cross_chain(
         &genesis.chain_id,
         chain,
         &args.account,
+        args.min_root_height,
         &anchor,
         &state,
     ) {
