@@ -1,7 +1,7 @@
 //! Read endpoints of the root chain's registry (service chains, epochs, anchors), and state
 //! proofs at a height (what a cross-chain proof needs from a service chain).
 
-use crate::{parse, provable_checkpoint, ApiError, ApiResult};
+use crate::{parse, required_checkpoint, ApiError, ApiResult};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -150,13 +150,7 @@ async fn anchor(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no anchor of {id} at height {at}")))?;
     let proof = if q.proof.unwrap_or(false) {
-        let cert = provable_checkpoint(&shared, executed)?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_checkpoint",
-                "no certified checkpoint this node has executed yet; retry shortly",
-            )
-        })?;
+        let cert = required_checkpoint(&shared, executed)?;
         let (value, proof) = shared
             .executor
             .state()

@@ -1,9 +1,9 @@
 //! Read endpoints of the identity registry (Network ID): organizations, identities, and the
 //! standing of a key, optionally proven against a certified checkpoint.
 
-use crate::{parse, provable_checkpoint, ApiError, ApiResult};
+use crate::chains::ProofQuery;
+use crate::{parse, required_checkpoint, ApiError, ApiResult};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use netchain_execution::identity::{
@@ -63,14 +63,6 @@ pub struct KeyProof {
     pub record_proof_hex: Option<String>,
     /// Block time of the checkpoint's block (expiry is judged against it).
     pub block_time_ms: u64,
-}
-
-/// Query with an optional proof.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProofQuery {
-    /// Include a proof.
-    pub proof: Option<bool>,
 }
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -160,13 +152,7 @@ async fn key(
             proof: None,
         }));
     }
-    let cert = provable_checkpoint(&shared, executed)?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_checkpoint",
-            "no certified checkpoint this node has executed yet; retry shortly",
-        )
-    })?;
+    let cert = required_checkpoint(&shared, executed)?;
     let height = cert.checkpoint.height;
     let block_time_ms = shared
         .store

@@ -336,13 +336,7 @@ async fn account(
         .account(&pk, height)
         .map_err(ApiError::internal)?;
     let proof = if q.proof.unwrap_or(false) {
-        let cert = provable_checkpoint(&shared, height)?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_checkpoint",
-                "no certified checkpoint this node has executed yet; retry shortly",
-            )
-        })?;
+        let cert = required_checkpoint(&shared, height)?;
         let (value, proof) = shared
             .executor
             .state()
@@ -374,6 +368,20 @@ pub(crate) fn provable_checkpoint(
 ) -> Result<Option<netchain_types::CertifiedCheckpoint>, ApiError> {
     netchain_execution::relay::newest_executed_checkpoint(&shared.store, executed)
         .map_err(ApiError::internal)
+}
+
+/// [`provable_checkpoint`], or 503 `no_checkpoint` when there is none yet.
+pub(crate) fn required_checkpoint(
+    shared: &Shared,
+    executed: u64,
+) -> Result<netchain_types::CertifiedCheckpoint, ApiError> {
+    provable_checkpoint(shared, executed)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_checkpoint",
+            "no certified checkpoint this node has executed yet; retry shortly",
+        )
+    })
 }
 
 async fn block(
