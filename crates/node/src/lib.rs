@@ -152,6 +152,12 @@ fn init_or_check_genesis(
     Ok(())
 }
 
+/// Commits (each one or more blocks) waiting for execution at most. When execution falls behind,
+/// consensus waits on this queue: the chain then runs at execution's pace instead of committing
+/// ahead of it. At 1,000 a node under overload held ~20 s of committed blocks in memory (RSS
+/// 150 → 487 MB in 90 s, block latency 21 s); 32 keeps it to well under a second of blocks.
+const EXECUTION_QUEUE_COMMITS: usize = 32;
+
 /// Transaction signatures remembered as verified (32 bytes each, twice).
 const VERIFIED_CACHE_ENTRIES: usize = 500_000;
 
@@ -363,7 +369,7 @@ impl Node {
         });
         admission::spawn_gossip(network.clone(), rx_gossip);
         admission::spawn_ingest(shared.clone(), rx_ingest);
-        let (tx_commit, rx_commit) = mpsc::channel(1_000);
+        let (tx_commit, rx_commit) = mpsc::channel(EXECUTION_QUEUE_COMMITS);
         execution_task::spawn(
             shared.clone(),
             keypair,
