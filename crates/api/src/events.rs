@@ -133,6 +133,10 @@ fn block_events(shared: &Shared, height: u64, from_index: u32) -> Result<Vec<Eve
         .block_at(height)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("block {height} missing"))?;
+    let txs = shared
+        .store
+        .block_transactions(&block)
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     if from_index == 0 {
         out.push(EventData {
@@ -140,7 +144,7 @@ fn block_events(shared: &Shared, height: u64, from_index: u32) -> Result<Vec<Eve
             kind: "block".into(),
             height,
             id: block.id().to_string(),
-            tx_count: Some(block.payload.len()),
+            tx_count: Some(txs.len()),
             timestamp_ms: Some(block.timestamp_ms),
             module: None,
             op: None,
@@ -151,7 +155,7 @@ fn block_events(shared: &Shared, height: u64, from_index: u32) -> Result<Vec<Eve
             code: None,
         });
     }
-    for (i, tx) in block.payload.iter().enumerate() {
+    for (i, tx) in txs.iter().enumerate() {
         let index = i as u32 + 1;
         if index < from_index {
             continue;

@@ -295,7 +295,10 @@ async fn tx_status(
             .store
             .block_at(r.height)
             .map_err(ApiError::internal)?
-            .and_then(|b| b.payload.get(r.index as usize).cloned());
+            .map(|b| shared.store.block_transaction(&b, r.index as usize))
+            .transpose()
+            .map_err(ApiError::internal)?
+            .flatten();
         let (status, code, message) = match r.outcome {
             TxOutcome::Applied => ("committed", None, None),
             TxOutcome::Rejected { code, message } => ("rejected", Some(code), Some(message)),
@@ -423,7 +426,11 @@ async fn block(
         .root(height)
         .map_err(ApiError::internal)?
         .map(Digest);
-    Ok(Json(BlockResponse::from_block(&block, root)))
+    let txs = shared
+        .store
+        .block_transactions(&block)
+        .map_err(ApiError::internal)?;
+    Ok(Json(BlockResponse::from_block(&block, &txs, root)))
 }
 
 /// Most blocks in one list page.
@@ -448,7 +455,7 @@ async fn block_list(
             round: b.round,
             author: b.author,
             timestamp_ms: b.timestamp_ms,
-            tx_count: b.payload.len(),
+            tx_count: b.tx_count(),
         });
         if h == 0 {
             break;

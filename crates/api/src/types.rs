@@ -232,7 +232,7 @@ pub struct BlockResponse {
 
 impl BlockResponse {
     /// The view of a block with the state root after it.
-    pub fn from_block(b: &Block, state_root: Option<Digest>) -> Self {
+    pub fn from_block(b: &Block, txs: &[SignedTransaction], state_root: Option<Digest>) -> Self {
         Self {
             height: b.height,
             id: b.id(),
@@ -243,8 +243,8 @@ impl BlockResponse {
             qc_round: b.qc.round,
             qc_signers: b.qc.votes.iter().map(|v| v.0).collect(),
             state_root,
-            tx_count: b.payload.len(),
-            transactions: b.payload.iter().map(|t| t.id()).collect(),
+            tx_count: txs.len(),
+            transactions: txs.iter().map(|t| t.id()).collect(),
         }
     }
 }

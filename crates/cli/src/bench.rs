@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Workload.
     #[arg(long, value_enum, default_value = "transfer")]
     pub workload: Workload,
+    /// Disseminate transactions by gossip and carry them in blocks, instead of batches with
+    /// proofs of availability (for comparison).
+    #[arg(long)]
+    pub no_batching: bool,
     /// Offered transactions per second (open loop).
     #[arg(long, default_value_t = 2_000)]
     pub rate: u64,
@@ -185,6 +189,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 host: "127.0.0.1".into(),
                 organizations: crate::layout::DEFAULT_ORGANIZATIONS,
                 registered_senders: false,
+                batching: !args.no_batching,
             },
         )?;
         let binary = netchaind_path();

@@ -511,6 +511,7 @@ pub async fn run_report(args: DemoArgs) -> anyhow::Result<DemoReport> {
             host: "127.0.0.1".into(),
             organizations: crate::layout::DEFAULT_ORGANIZATIONS,
             registered_senders: false,
+            batching: true,
         },
     )?;
     let binary = netchaind_path();

@@ -33,6 +33,8 @@ pub struct LayoutParams {
     /// With a registry: the demo accounts are registered as clients (`client-<i>`, under the
     /// organizations in turn) and the chain accepts transactions only from registered identities.
     pub registered_senders: bool,
+    /// Batched dissemination with proofs of availability (`[consensus] batching`).
+    pub batching: bool,
 }
 
 impl Default for LayoutParams {
@@ -47,6 +49,7 @@ impl Default for LayoutParams {
             host: "127.0.0.1".into(),
             organizations: DEFAULT_ORGANIZATIONS,
             registered_senders: false,
+            batching: true,
         }
     }
 }
@@ -199,7 +202,10 @@ pub fn write(dir: &Path, p: &LayoutParams) -> anyhow::Result<Layout> {
             p2p_listen: None,
             api_listen: None,
             frame_bytes_max: 16 << 20,
-            consensus: ConsensusParams::default(),
+            consensus: ConsensusParams {
+                batching: p.batching,
+                ..ConsensusParams::default()
+            },
             mempool: MempoolParams::default(),
             anchoring: None,
             access: Default::default(),

@@ -200,6 +200,7 @@ fn write_layouts(
             0
         },
         registered_senders: false,
+        batching: true,
     };
     // The root chain, with its governance.
     let mut root = layout::write(&opts.dir.join("root"), &params(ROOT_CHAIN, 0))?;

@@ -185,6 +185,19 @@ pub struct ConsensusParams {
     pub block_max_txs: usize,
     /// Most bytes per block.
     pub block_max_bytes: usize,
+    /// Batched dissemination: client transactions travel in batches with proofs of
+    /// availability, and blocks order the proofs. Off: transactions are gossiped and blocks
+    /// carry them.
+    pub batching: bool,
+    /// Most transactions per batch.
+    pub batch_max_txs: usize,
+    /// Most bytes per batch.
+    pub batch_max_bytes: usize,
+    /// How long a batch may wait to be ordered before it expires (its transactions are then
+    /// batched again).
+    pub batch_ttl_ms: u64,
+    /// Most batches per block.
+    pub block_max_batches: usize,
 }
 
 impl Default for ConsensusParams {
@@ -195,6 +208,11 @@ impl Default for ConsensusParams {
             empty_block_interval_ms: 200,
             block_max_txs: 5_000,
             block_max_bytes: 4 << 20,
+            batching: true,
+            batch_max_txs: 2_000,
+            batch_max_bytes: 1 << 20,
+            batch_ttl_ms: 30_000,
+            block_max_batches: 64,
         }
     }
 }
@@ -399,10 +417,21 @@ impl NodeConfig {
                 "block_max_txs >= 1, block_max_bytes >= 65536",
             ));
         }
-        if self.frame_bytes_max < c.block_max_bytes + (64 << 10) {
+        if c.batch_max_txs == 0
+            || c.batch_max_bytes < 64 << 10
+            || c.block_max_batches == 0
+            || c.batch_ttl_ms < 1_000
+        {
+            return Err(invalid(
+                "consensus.batch_*",
+                "batch_max_txs >= 1, batch_max_bytes >= 65536, block_max_batches >= 1, \
+                 batch_ttl_ms >= 1000",
+            ));
+        }
+        if self.frame_bytes_max < c.block_max_bytes.max(c.batch_max_bytes) + (64 << 10) {
             return Err(invalid(
                 "frame_bytes_max",
-                "must exceed block_max_bytes by 64 KiB",
+                "must exceed block_max_bytes and batch_max_bytes by 64 KiB",
             ));
         }
         if self.mempool.txs_max == 0 || self.mempool.submit_batch_max == 0 {

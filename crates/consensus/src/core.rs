@@ -1,12 +1,12 @@
 //! The Jolteon state machine.
 
-use crate::{verify_qc, verify_tc, ConsensusError, SafetyData};
+use crate::{verify_proofs, verify_qc, verify_tc, ConsensusError, SafetyData};
 use netchain_crypto::{verify, Keypair};
 use netchain_types::{
-    codec, Block, Committee, ConsensusMessage, Digest, Proposal, QuorumCert, Signature,
-    SignedTransaction, Timeout, TimeoutCert, ValidatorIndex, Vote,
+    codec, Block, Committee, ConsensusMessage, Digest, ProofOfAvailability, Proposal, QuorumCert,
+    Signature, SignedTransaction, Timeout, TimeoutCert, ValidatorIndex, Vote,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Parameters of the core; all bounds carry their unit.
 #[derive(Clone, Debug)]
@@ -27,6 +27,8 @@ pub struct CoreConfig {
     pub block_max_txs: usize,
     /// Most encoded bytes of a block.
     pub block_max_bytes: usize,
+    /// Most proofs of availability (batches) in a block.
+    pub block_max_batches: usize,
     /// Most blocks asked for or served in one sync message.
     pub sync_max_blocks: u32,
     /// Most proposals buffered while their ancestors are fetched.
@@ -47,6 +49,7 @@ impl CoreConfig {
             empty_block_interval_ms: 200,
             block_max_txs: 5_000,
             block_max_bytes: 4 << 20,
+            block_max_batches: 64,
             sync_max_blocks: 100,
             pending_blocks_max: 200,
             clock_skew_max_ms: 30_000,
@@ -68,6 +71,17 @@ pub trait PayloadSource {
         max_bytes: usize,
         ancestors: &[&Block],
     ) -> Vec<SignedTransaction>;
+    /// Takes proofs of availability for the block of `round` (batch mode): none that `ancestors`
+    /// already carry, and none expired at `timestamp_ms`, the new block's timestamp.
+    fn pull_proofs(
+        &mut self,
+        _round: u64,
+        _max_batches: usize,
+        _ancestors: &[&Block],
+        _timestamp_ms: u64,
+    ) -> Vec<ProofOfAvailability> {
+        Vec::new()
+    }
     /// Told, as soon as it happens, that these blocks (oldest first) are committed.
     fn on_commit(&mut self, _blocks: &[Block]) {}
 }
@@ -314,6 +328,11 @@ impl Core {
             ConsensusMessage::SyncRequest { .. }
             | ConsensusMessage::CatchUpRequest { .. }
             | ConsensusMessage::Transactions { .. }
+            | ConsensusMessage::Batch(_)
+            | ConsensusMessage::BatchAck { .. }
+            | ConsensusMessage::Proof(_)
+            | ConsensusMessage::BatchRequest { .. }
+            | ConsensusMessage::BatchResponse(_)
             | ConsensusMessage::CheckpointVote { .. } => Ok(()),
         }
     }
@@ -362,6 +381,18 @@ impl Core {
                 bytes,
             });
         }
+        if block.batches.len() > self.cfg.block_max_batches {
+            return Err(malformed("too many batches"));
+        }
+        let mut digests = HashSet::with_capacity(block.batches.len());
+        for proof in &block.batches {
+            if !digests.insert(proof.info.digest) {
+                return Err(malformed("a batch twice"));
+            }
+            if proof.info.expires_ms < block.timestamp_ms {
+                return Err(malformed("a batch expired before the block's time"));
+            }
+        }
         verify_qc(
             &self.cfg.chain_id,
             &self.cfg.committee,
@@ -371,6 +402,7 @@ impl Core {
         if let Some(tc) = &block.tc {
             verify_tc(&self.cfg.chain_id, &self.cfg.committee, tc)?;
         }
+        verify_proofs(&self.cfg.chain_id, &self.cfg.committee, &block.batches)?;
         Ok(())
     }
 
@@ -935,11 +967,12 @@ impl Core {
                 _ => return,
             }
         };
-        let busy_ancestry = !parent.payload.is_empty()
+        let carries = |b: &Block| !b.payload.is_empty() || !b.batches.is_empty();
+        let busy_ancestry = carries(parent)
             || self
                 .blocks
                 .get(&parent.parent_id)
-                .is_some_and(|gp| !gp.payload.is_empty() && gp.round > 0);
+                .is_some_and(|gp| carries(gp) && gp.round > 0);
         if !payload.has_pending()
             && !busy_ancestry
             && now < self.round_started_ms + self.cfg.empty_block_interval_ms
@@ -955,6 +988,7 @@ impl Core {
             author: self.cfg.me,
             timestamp_ms: now.max(parent.timestamp_ms),
             payload: Vec::new(),
+            batches: Vec::new(),
         };
         // Everything but the payload (QC and TC grow with the committee) counts against the bound.
         let overhead = codec::encode(&block).len() + 16;
@@ -972,6 +1006,12 @@ impl Core {
             self.cfg.block_max_txs,
             self.cfg.block_max_bytes.saturating_sub(overhead),
             &ancestors,
+        );
+        block.batches = payload.pull_proofs(
+            round,
+            self.cfg.block_max_batches,
+            &ancestors,
+            block.timestamp_ms,
         );
         let id = block.id();
         let signature = self

@@ -16,11 +16,13 @@
 mod checkpoint;
 mod core;
 mod error;
+mod quorum_store;
 mod safety;
 mod verify;
 
 pub use checkpoint::CheckpointAggregator;
 pub use core::{Action, Core, CoreConfig, Event, PayloadSource, Step};
 pub use error::ConsensusError;
+pub use quorum_store::{BatchError, QuorumStore, QuorumStoreConfig, QuorumStoreStats};
 pub use safety::SafetyData;
-pub use verify::{verify_checkpoint_cert, verify_qc, verify_tc};
+pub use verify::{verify_checkpoint_cert, verify_proofs, verify_qc, verify_tc};

@@ -1,9 +1,10 @@
 //! Certificate verification against the committee.
 
 use crate::ConsensusError;
-use netchain_crypto::verify_quorum;
+use netchain_crypto::{verify_batch, verify_quorum};
 use netchain_types::{
-    CertifiedCheckpoint, Committee, Digest, QuorumCert, Timeout, TimeoutCert, Vote,
+    CertifiedCheckpoint, Committee, Digest, ProofOfAvailability, QuorumCert, Timeout, TimeoutCert,
+    Vote,
 };
 
 /// Verifies a QC: the genesis QC is valid only for the genesis block; any other needs a quorum of
@@ -62,6 +63,59 @@ pub fn verify_checkpoint_cert(
     verify_quorum(committee, &signed).map_err(|e| ConsensusError::BadCertificate {
         what: "checkpoint",
         round: cert.checkpoint.height,
+        reason: e.to_string(),
+    })
+}
+
+/// Verifies proofs of availability: each has a quorum of distinct committee signers (strictly
+/// ascending) over its batch's acknowledgement message. All signatures are checked in one batch.
+pub fn verify_proofs(
+    chain_id: &str,
+    committee: &Committee,
+    proofs: &[ProofOfAvailability],
+) -> Result<(), ConsensusError> {
+    let bad = |proof: &ProofOfAvailability, reason: String| ConsensusError::BadCertificate {
+        what: "availability",
+        round: proof.info.seq,
+        reason,
+    };
+    let mut items = Vec::new();
+    for proof in proofs {
+        if committee.key(proof.info.author).is_none() {
+            return Err(bad(
+                proof,
+                format!("author {} not in committee", proof.info.author),
+            ));
+        }
+        if proof.signers.len() < committee.quorum() {
+            return Err(bad(
+                proof,
+                format!(
+                    "{} signers, quorum is {}",
+                    proof.signers.len(),
+                    committee.quorum()
+                ),
+            ));
+        }
+        let msg = proof.info.ack_message(chain_id);
+        let mut last = None;
+        for (index, sig) in &proof.signers {
+            if last.is_some_and(|l| *index <= l) {
+                return Err(bad(proof, "signers not strictly ascending".into()));
+            }
+            last = Some(*index);
+            let key = committee
+                .key(*index)
+                .ok_or_else(|| bad(proof, format!("signer {index} not in committee")))?;
+            items.push((*key, msg, *sig));
+        }
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    verify_batch(&items).map_err(|e| ConsensusError::BadCertificate {
+        what: "availability",
+        round: proofs[0].info.seq,
         reason: e.to_string(),
     })
 }

@@ -125,7 +125,7 @@ fn execution(c: &mut Criterion) {
         b.iter_batched(
             || executor(&keys),
             |(_, exec)| {
-                exec.execute_checked(&info(1, 1_000), &block, &|_| true)
+                exec.execute_checked(&info(1, 1_000), &block, &|_, _| true)
                     .unwrap()
             },
             BatchSize::PerIteration,
@@ -139,7 +139,7 @@ fn execution(c: &mut Criterion) {
                 (backend, exec.with_threads(1))
             },
             |(_, exec)| {
-                exec.execute_checked(&info(1, 1_000), &block, &|_| true)
+                exec.execute_checked(&info(1, 1_000), &block, &|_, _| true)
                     .unwrap()
             },
             BatchSize::PerIteration,
@@ -262,7 +262,7 @@ fn execution(c: &mut Criterion) {
             prepared,
             |(_, exec)| {
                 let out = exec
-                    .execute_checked(&info(3, 2_000), &payments, &|_| true)
+                    .execute_checked(&info(3, 2_000), &payments, &|_, _| true)
                     .unwrap();
                 assert_eq!(out.applied as usize, payments.len());
                 out

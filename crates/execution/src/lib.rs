@@ -346,23 +346,23 @@ impl<B: KvBackend> Executor<B> {
             timestamp_ms,
             parent_id: Digest::default(),
         };
-        self.execute_checked(&block, txs, &|_| false)
+        self.execute_checked(&block, txs, &|_, _| false)
     }
 
     /// [`Executor::execute`], skipping the signature check of transactions for which
-    /// `verified` says this node has already checked exactly that signature on exactly that
-    /// content (at admission). The outcome is the same; only the work is saved.
+    /// `verified(index, tx)` says this node has already checked exactly that signature on exactly
+    /// that content (at admission), or a proof of availability vouches for it. The outcome is the same; only the work is saved.
     pub fn execute_checked(
         &self,
         block: &BlockInfo,
         txs: &[SignedTransaction],
-        verified: &dyn Fn(&SignedTransaction) -> bool,
+        verified: &dyn Fn(usize, &SignedTransaction) -> bool,
     ) -> Result<BlockOutput, StorageError> {
         let (height, timestamp_ms) = (block.height, block.timestamp_ms);
         assert!(height > 0, "genesis is not executed");
         let base = height - 1;
         let mut sig_ok = vec![true; txs.len()];
-        let unchecked: Vec<usize> = (0..txs.len()).filter(|&i| !verified(&txs[i])).collect();
+        let unchecked: Vec<usize> = (0..txs.len()).filter(|&i| !verified(i, &txs[i])).collect();
         let mut items: Vec<_> = unchecked
             .iter()
             .map(|&i| {

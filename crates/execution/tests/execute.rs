@@ -785,7 +785,7 @@ fn pre_verified_signatures_give_the_same_outcome_with_less_work() {
                 parent_id: Digest::default(),
             },
             &block,
-            &|t| t.signature == good.signature,
+            &|_, t| t.signature == good.signature,
         )
         .unwrap();
     assert_eq!(checked.state_root, plain.state_root);

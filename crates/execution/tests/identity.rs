@@ -122,7 +122,10 @@ impl Chain {
             timestamp_ms: 1_000 * self.height,
             parent_id: Default::default(),
         };
-        let mut out = self.exec.execute_checked(&info, &txs, &|_| false).unwrap();
+        let mut out = self
+            .exec
+            .execute_checked(&info, &txs, &|_, _| false)
+            .unwrap();
         self.backend
             .write(std::mem::take(&mut out.batch), true)
             .unwrap();

@@ -38,7 +38,10 @@ impl Run {
             timestamp_ms: 1_000 * height,
             parent_id: hash_parts("parent", &[&height.to_le_bytes()]),
         };
-        let mut out = self.exec.execute_checked(&info, txs, &|_| false).unwrap();
+        let mut out = self
+            .exec
+            .execute_checked(&info, txs, &|_, _| false)
+            .unwrap();
         self.backend
             .write(std::mem::take(&mut out.batch), true)
             .unwrap();

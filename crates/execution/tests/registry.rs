@@ -88,7 +88,10 @@ impl Chain {
             timestamp_ms: 1_000 * self.height,
             parent_id: self.ids[self.height as usize - 1],
         };
-        let mut out = self.exec.execute_checked(&info, txs, &|_| false).unwrap();
+        let mut out = self
+            .exec
+            .execute_checked(&info, txs, &|_, _| false)
+            .unwrap();
         self.backend
             .write(std::mem::take(&mut out.batch), true)
             .unwrap();

@@ -84,6 +84,9 @@ impl MempoolError {
 struct SenderQueue {
     /// Nonce the chain expects next (as far as this pool knows).
     committed_nonce: u64,
+    /// Batch mode: the first nonce not yet put into a batch (below `committed_nonce` it means
+    /// nothing).
+    batched: u64,
     txs: BTreeMap<u64, SignedTransaction>,
 }
 
@@ -97,6 +100,8 @@ pub struct Mempool {
     bytes: usize,
     /// Round-robin position among senders.
     cursor: Option<PublicKey>,
+    /// Round-robin position among senders for batches.
+    batch_cursor: Option<PublicKey>,
     /// Nonces committed by consensus but not executed yet, with the height that committed them:
     /// a transaction gossiped late must not be admitted again on the strength of the (older)
     /// executed state. Bounded by the commit-to-execution gap.
@@ -171,6 +176,7 @@ impl Mempool {
         }
         let queue = self.senders.entry(sender).or_insert(SenderQueue {
             committed_nonce: floor,
+            batched: 0,
             txs: BTreeMap::new(),
         });
         queue.committed_nonce = floor;
@@ -236,6 +242,63 @@ impl Mempool {
             self.cursor = Some(sender);
         }
         out
+    }
+
+    /// Batch mode: takes transactions not yet in a batch (senders in turn, each sender's
+    /// consecutive nonces), and marks them batched. They stay in the pool, counted against its
+    /// bounds, until execution moves their sender's nonce past them.
+    pub fn take_batch(&mut self, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction> {
+        let order: Vec<PublicKey> = match self.batch_cursor {
+            Some(c) => self
+                .senders
+                .range((Bound::Excluded(c), Bound::Unbounded))
+                .chain(self.senders.range(..=c))
+                .map(|(k, _)| *k)
+                .collect(),
+            None => self.senders.keys().copied().collect(),
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        'senders: for sender in order {
+            if out.len() >= max_txs {
+                break;
+            }
+            let Some(queue) = self.senders.get_mut(&sender) else {
+                continue;
+            };
+            let first = queue.committed_nonce.max(queue.batched);
+            for ((nonce, tx), expected) in queue.txs.range(first..).zip(first..) {
+                if *nonce != expected || out.len() >= max_txs {
+                    break;
+                }
+                let size = codec::encode(tx).len();
+                if bytes + size > max_bytes {
+                    break 'senders;
+                }
+                bytes += size;
+                queue.batched = nonce + 1;
+                out.push(tx.clone());
+            }
+            self.batch_cursor = Some(sender);
+        }
+        out
+    }
+
+    /// Batch mode: these transactions' batch expired, or was executed with some of them refused
+    /// without using their nonce: those still pooled (and their senders' later nonces) may be
+    /// batched again. Returns how many of them were still pooled.
+    pub fn unbatch(&mut self, txs: &[SignedTransaction]) -> usize {
+        let mut again = 0;
+        for tx in txs {
+            let Some(queue) = self.senders.get_mut(&tx.tx.sender) else {
+                continue;
+            };
+            if queue.txs.get(&tx.tx.nonce) == Some(tx) {
+                queue.batched = queue.batched.min(tx.tx.nonce);
+                again += 1;
+            }
+        }
+        again
     }
 
     /// Tells the pool that consensus committed `blocks` (before execution): their transactions
@@ -361,6 +424,7 @@ mod tests {
             author: 0,
             timestamp_ms: 0,
             payload,
+            batches: Vec::new(),
         }
     }
 
@@ -387,6 +451,43 @@ mod tests {
         m.insert(tx(1, 1), 0).unwrap();
         assert!(m.has_pending());
         assert_eq!(nonces(&m.take(10, BIG, &[])), vec![(1, 1), (1, 2)]);
+    }
+
+    #[test]
+    fn batches_take_each_transaction_once_and_again_only_when_it_is_still_unused() {
+        let mut m = Mempool::new(MempoolConfig::default());
+        for n in 0..3 {
+            m.insert(tx(1, n), 0).unwrap();
+        }
+        m.insert(tx(2, 0), 0).unwrap();
+        m.insert(tx(3, 1), 0).unwrap(); // behind a gap: never batched
+        let first = m.take_batch(3, BIG);
+        assert_eq!(first.len(), 3);
+        let second = m.take_batch(10, BIG);
+        let mut all = nonces(&first);
+        all.extend(nonces(&second));
+        all.sort();
+        assert_eq!(all, vec![(1, 0), (1, 1), (1, 2), (2, 0)]);
+        assert!(m.take_batch(10, BIG).is_empty(), "everything is batched");
+        assert_eq!(
+            m.len(),
+            5,
+            "batched transactions stay pooled until executed"
+        );
+
+        // Executed: sender 1's nonce 0 applied, nonces 1 and 2 refused without using them (as
+        // when another batch ordered first carried a later nonce); sender 2 applied.
+        m.on_executed(1, &[(PublicKey([1; 32]), 1), (PublicKey([2; 32]), 1)]);
+        let executed: Vec<_> = first.iter().chain(&second).cloned().collect();
+        assert_eq!(
+            m.unbatch(&executed),
+            2,
+            "only the unused ones are still pooled"
+        );
+        assert_eq!(nonces(&m.take_batch(10, BIG)), vec![(1, 1), (1, 2)]);
+        // An expired batch of already executed transactions gives nothing back.
+        assert_eq!(m.unbatch(&[tx(2, 0)]), 0);
+        assert!(m.take_batch(10, BIG).is_empty());
     }
 
     #[test]

@@ -122,6 +122,16 @@ impl<M> Inbound<M> {
         }
     }
 
+    /// Sender.
+    pub fn from(&self) -> ValidatorIndex {
+        self.from
+    }
+
+    /// The message (the budget stays held).
+    pub fn msg(&self) -> &M {
+        &self.msg
+    }
+
     /// Sender and message; the budget is released.
     pub fn into_parts(self) -> (ValidatorIndex, M) {
         (self.from, self.msg)

@@ -157,7 +157,10 @@ impl Shared {
                 };
                 let id = result.inspect_err(|e| self.metrics.rejected(e.code()))?;
                 // Best effort: a full gossip queue only means other leaders learn of it later.
-                let _ = self.tx_gossip.try_send(tx);
+                // With batching, the transaction travels in this validator's next batch instead.
+                if self.quorum_store.is_none() {
+                    let _ = self.tx_gossip.try_send(tx);
+                }
                 Ok(id)
             })
             .collect()

@@ -122,9 +122,15 @@ impl ConsensusTask {
     async fn step(&mut self, event: Event) {
         let mut next = Some(event);
         while let Some(event) = next.take() {
-            let step = {
-                let mut mempool = self.shared.mempool.lock().expect("mempool lock");
-                self.core.handle(now_ms(), event, &mut *mempool)
+            let step = match &self.shared.quorum_store {
+                Some(qs) => {
+                    let mut qs = qs.lock().expect("quorum store");
+                    self.core.handle(now_ms(), event, &mut *qs)
+                }
+                None => {
+                    let mut mempool = self.shared.mempool.lock().expect("mempool lock");
+                    self.core.handle(now_ms(), event, &mut *mempool)
+                }
             };
             if let Some(e) = step.error {
                 debug!(error = %e, "consensus refused a message");

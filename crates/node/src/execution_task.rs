@@ -5,10 +5,15 @@ use bytes::Bytes;
 use netchain_crypto::Keypair;
 use netchain_network::Network;
 use netchain_storage::{ChainStore, ChainTip};
-use netchain_types::{codec, Block, Checkpoint, ConsensusMessage, QuorumCert};
+use netchain_types::{codec, Batch, Block, Checkpoint, ConsensusMessage, QuorumCert};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
+
+/// How long execution waits for a missing batch before asking the next signer.
+const FETCH_RETRY: Duration = Duration::from_millis(200);
+const FETCH_POLL: Duration = Duration::from_millis(2);
 
 pub(crate) fn spawn(
     shared: Arc<Shared>,
@@ -28,6 +33,7 @@ pub(crate) fn spawn(
                         .map(|child| child.qc.clone())
                         .unwrap_or_else(|| commit_qc.clone());
                     if block.height <= tip.block.height {
+                        forget_batches(&shared, block);
                         continue; // executed before a restart
                     }
                     if block.height != tip.block.height + 1 {
@@ -38,7 +44,8 @@ pub(crate) fn spawn(
                         );
                         std::process::exit(70);
                     }
-                    match execute_one(&shared, &keypair, &mut tip, block, qc) {
+                    let batches = resolve_batches(&shared, &network, block);
+                    match execute_one(&shared, &keypair, &mut tip, block, &batches, qc) {
                         Ok(vote) => {
                             network.broadcast(Bytes::from(codec::encode(&vote)));
                             // Never block here: the consensus task may itself wait on this thread.
@@ -59,19 +66,95 @@ pub(crate) fn spawn(
         .expect("spawning execution thread");
 }
 
+fn forget_batches(shared: &Shared, block: &Block) {
+    if let Some(qs) = &shared.quorum_store {
+        let digests: Vec<_> = block.batches.iter().map(|p| p.info.digest).collect();
+        qs.lock().expect("quorum store").on_executed(&digests);
+    }
+}
+
+/// The batches a committed block names, from the quorum store or else fetched from their
+/// signers (asked in turn until one answers: a proof means at least f + 1 honest validators
+/// stored the batch, and those that executed it keep it in their block store).
+fn resolve_batches(shared: &Shared, network: &Network, block: &Block) -> Vec<Arc<Batch>> {
+    let mut out = Vec::with_capacity(block.batches.len());
+    for proof in &block.batches {
+        let digest = proof.info.digest;
+        let started = Instant::now();
+        let mut asked: Option<Instant> = None;
+        let mut next_signer = 0usize;
+        let mut warned = false;
+        loop {
+            let held = shared
+                .quorum_store
+                .as_ref()
+                .and_then(|qs| qs.lock().expect("quorum store").batch(&digest));
+            if let Some(batch) = held {
+                out.push(batch);
+                break;
+            }
+            if let Ok(Some(batch)) = shared.store.batch(&digest) {
+                out.push(Arc::new(batch));
+                break;
+            }
+            if asked.is_none_or(|t| t.elapsed() >= FETCH_RETRY) {
+                if let Some(qs) = &shared.quorum_store {
+                    qs.lock().expect("quorum store").want(digest);
+                }
+                let signers: Vec<_> = proof
+                    .signers
+                    .iter()
+                    .map(|s| s.0)
+                    .filter(|s| *s != shared.me)
+                    .collect();
+                if !signers.is_empty() {
+                    let to = signers[next_signer % signers.len()];
+                    next_signer += 1;
+                    let msg = ConsensusMessage::BatchRequest { digest };
+                    network.send(to, Bytes::from(codec::encode(&msg)));
+                }
+                asked = Some(Instant::now());
+            }
+            if !warned && started.elapsed() > Duration::from_secs(5) {
+                warned = true;
+                warn!(height = block.height, batch = %digest, "waiting for a committed batch");
+            }
+            std::thread::sleep(FETCH_POLL);
+        }
+    }
+    out
+}
+
 fn execute_one(
     shared: &Shared,
     keypair: &Keypair,
     tip: &mut ChainTip,
     block: &Block,
+    batches: &[Arc<Batch>],
     qc: QuorumCert,
 ) -> anyhow::Result<ConsensusMessage> {
+    let inline = block.payload.len();
+    let txs: Vec<_> = if batches.is_empty() {
+        block.payload.clone()
+    } else {
+        let mut txs = Vec::with_capacity(block.tx_count());
+        txs.extend_from_slice(&block.payload);
+        for b in batches {
+            txs.extend_from_slice(&b.txs);
+        }
+        txs
+    };
+    // Batched transactions' signatures are vouched for by their proofs of availability (see
+    // `netchain_types::batch`); the block's own, by this node's cache of what it verified.
     let out = shared
         .executor
-        .execute_checked(&block.into(), &block.payload, &|tx| {
-            shared.verified.contains(tx)
+        .execute_checked(&block.into(), &txs, &|i, tx| {
+            i >= inline || shared.verified.contains(tx)
         })?;
     let mut batch = out.batch;
+    for (proof, b) in block.batches.iter().zip(batches) {
+        ChainStore::<crate::Backend>::put_batch(&mut batch, &proof.info.digest, b);
+    }
     ChainStore::<crate::Backend>::put_block(&mut batch, block);
     let new_tip = ChainTip {
         block: block.clone(),
@@ -82,11 +165,15 @@ fn execute_one(
     ChainStore::<crate::Backend>::put_tip(&mut batch, &new_tip);
     shared.store.commit(batch)?;
     *tip = new_tip;
-    shared
-        .mempool
-        .lock()
-        .expect("mempool lock")
-        .on_executed(block.height, &out.nonces);
+    forget_batches(shared, block);
+    {
+        let mut mempool = shared.mempool.lock().expect("mempool lock");
+        mempool.on_executed(block.height, &out.nonces);
+        // Own transactions refused without using their nonce may be batched again.
+        for b in batches.iter().filter(|b| b.author == shared.me) {
+            mempool.unbatch(&b.txs);
+        }
+    }
     let now = now_ms();
     let block_id = block.id();
     {
@@ -104,14 +191,15 @@ fn execute_one(
     m.blocks_committed.inc();
     m.finalized_transactions.inc_by(out.applied);
     m.execution_rejections
-        .inc_by(block.payload.len() as u64 - out.applied);
+        .inc_by(txs.len() as u64 - out.applied);
     m.commit_latency_seconds
         .observe(now.saturating_sub(block.timestamp_ms) as f64 / 1000.0);
     shared.executed.send_replace(block.height);
-    if !block.payload.is_empty() {
+    if !txs.is_empty() {
         info!(
             height = block.height,
-            txs = block.payload.len(),
+            txs = txs.len(),
+            batches = block.batches.len(),
             applied = out.applied,
             root = %out.state_root,
             "committed"

@@ -8,6 +8,7 @@
 //! what execution has written ([`Shared`]).
 
 mod admission;
+mod batch_task;
 mod consensus_task;
 mod execution_task;
 mod metrics;
@@ -16,7 +17,7 @@ pub use metrics::Metrics;
 
 use anyhow::{bail, Context};
 use netchain_config::{Genesis, NodeConfig};
-use netchain_consensus::{Core, CoreConfig, SafetyData};
+use netchain_consensus::{Core, CoreConfig, QuorumStore, QuorumStoreConfig, SafetyData};
 use netchain_crypto::{KeyFile, Keypair};
 use netchain_execution::Executor;
 use netchain_mempool::{Mempool, MempoolConfig};
@@ -69,6 +70,9 @@ pub struct Shared {
     pub executor: Executor<Backend>,
     /// Mempool.
     pub mempool: Mutex<Mempool>,
+    /// Batched dissemination (`[consensus] batching`): the batches, acknowledgements and proofs
+    /// of availability. Lock order: the quorum store before the mempool.
+    pub quorum_store: Option<Mutex<QuorumStore>>,
     /// Live figures.
     pub status: RwLock<NodeStatus>,
     /// Transport counters.
@@ -276,6 +280,7 @@ impl Node {
             empty_block_interval_ms: p.empty_block_interval_ms,
             block_max_txs: p.block_max_txs,
             block_max_bytes: p.block_max_bytes,
+            block_max_batches: p.block_max_batches,
             ..CoreConfig::new(genesis.chain_id.clone(), genesis.committee.clone(), me)
         };
         let recovered = recover_uncommitted(&store, &tip, &safety)?;
@@ -296,6 +301,8 @@ impl Node {
             "consensus state restored"
         );
         let (tx_inbound, rx_inbound) = mpsc::channel::<Inbound<ConsensusMessage>>(1_000);
+        // Peers' messages go to the quorum-store task first (see `batch_task`).
+        let (tx_network, rx_network) = mpsc::channel::<Inbound<ConsensusMessage>>(1_000);
         let (executed, _) = tokio::sync::watch::channel(tip.block.height);
         if cfg.access.reads == netchain_config::ReadAccess::Registered && genesis.identity.is_none()
         {
@@ -325,7 +332,7 @@ impl Node {
                 admission,
             },
             keypair.clone(),
-            tx_inbound.clone(),
+            tx_network,
         )
         .await
         .context("starting p2p transport")?;
@@ -346,7 +353,22 @@ impl Node {
         let metrics = Metrics::default();
         metrics.height.set(tip.block.height as i64);
         let registered_senders = executor.requires_registered_senders(tip.block.height)?;
+        let quorum_store = p.batching.then(|| {
+            Mutex::new(QuorumStore::new(
+                QuorumStoreConfig {
+                    batch_max_txs: p.batch_max_txs,
+                    batch_max_bytes: p.batch_max_bytes,
+                    batch_ttl_ms: p.batch_ttl_ms,
+                    ..QuorumStoreConfig::default()
+                },
+                genesis.chain_id.clone(),
+                genesis.committee.clone(),
+                me,
+                keypair.clone(),
+            ))
+        });
         let shared = Arc::new(Shared {
+            quorum_store,
             registered_senders,
             access: cfg.access.clone(),
             verified: admission::VerifiedCache::new(VERIFIED_CACHE_ENTRIES),
@@ -369,6 +391,13 @@ impl Node {
         });
         admission::spawn_gossip(network.clone(), rx_gossip);
         admission::spawn_ingest(shared.clone(), rx_ingest);
+        batch_task::spawn(
+            shared.clone(),
+            network.clone(),
+            rx_network,
+            tx_inbound.clone(),
+            cfg.frame_bytes_max,
+        );
         let (tx_commit, rx_commit) = mpsc::channel(EXECUTION_QUEUE_COMMITS);
         execution_task::spawn(
             shared.clone(),

@@ -276,6 +276,7 @@ impl Adversary {
                     author: self.index,
                     timestamp_ms: parent.timestamp_ms,
                     payload: Vec::new(),
+                    batches: Vec::new(),
                 };
                 out.push((
                     Route::All,

@@ -210,6 +210,7 @@ fn block_request_retries_ask_another_signer() {
         author: 1,
         timestamp_ms: 1,
         payload: Vec::new(),
+        batches: Vec::new(),
     };
     let mut asked = Vec::new();
     for voter in [0u16, 1, 3] {

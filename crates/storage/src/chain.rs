@@ -3,12 +3,20 @@
 
 use crate::{Column, KvBackend, StorageError, WriteBatch};
 use borsh::{BorshDeserialize, BorshSerialize};
-use netchain_types::{Block, CertifiedCheckpoint, Digest, QuorumCert, Receipt, TxId};
+use netchain_types::{
+    Batch, Block, CertifiedCheckpoint, Digest, QuorumCert, Receipt, SignedTransaction, TxId,
+};
 use std::sync::Arc;
 
 const META_TIP: &[u8] = b"tip";
 const META_GENESIS: &[u8] = b"genesis";
 const SAFETY_KEY: &[u8] = b"safety";
+/// Batches share the blocks' column under this prefix (block ids are exactly 32 bytes).
+const BATCH_PREFIX: &[u8] = b"batch";
+
+fn batch_key(digest: &Digest) -> Vec<u8> {
+    [BATCH_PREFIX, &digest.0].concat()
+}
 
 /// The last executed block: what a restarted node resumes from.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -71,6 +79,56 @@ impl<B: KvBackend> ChainStore<B> {
             block.height.to_be_bytes().to_vec(),
             id.0.to_vec(),
         );
+    }
+
+    /// Adds an executed batch (named by a committed block) to `batch`.
+    pub fn put_batch(wb: &mut WriteBatch, digest: &Digest, batch: &Batch) {
+        wb.put(Column::Blocks, batch_key(digest), encode(batch));
+    }
+
+    /// An executed batch by digest.
+    pub fn batch(&self, digest: &Digest) -> Result<Option<Batch>, StorageError> {
+        self.get(Column::Blocks, &batch_key(digest))
+    }
+
+    /// A committed block's transactions in execution order: those it carries, then those of
+    /// its batches, batch by batch.
+    pub fn block_transactions(
+        &self,
+        block: &Block,
+    ) -> Result<Vec<SignedTransaction>, StorageError> {
+        let mut txs = block.payload.clone();
+        for proof in &block.batches {
+            let key = batch_key(&proof.info.digest);
+            let batch: Batch = self.get(Column::Blocks, &key)?.ok_or_else(|| {
+                StorageError::corrupt(Column::Blocks, &key, "batch of a committed block missing")
+            })?;
+            txs.extend(batch.txs);
+        }
+        Ok(txs)
+    }
+
+    /// The transaction at `index` of a committed block's execution order (reads at most one
+    /// batch).
+    pub fn block_transaction(
+        &self,
+        block: &Block,
+        index: usize,
+    ) -> Result<Option<SignedTransaction>, StorageError> {
+        if let Some(tx) = block.payload.get(index) {
+            return Ok(Some(tx.clone()));
+        }
+        let mut first = block.payload.len();
+        for proof in &block.batches {
+            let count = proof.info.tx_count as usize;
+            if index < first + count {
+                return Ok(self
+                    .batch(&proof.info.digest)?
+                    .and_then(|b| b.txs.into_iter().nth(index - first)));
+            }
+            first += count;
+        }
+        Ok(None)
     }
 
     /// Stores a block that is not committed yet (by id only, no height), without fsync: it

@@ -1,5 +1,6 @@
 //! Consensus data: blocks, votes, quorum and timeout certificates, checkpoints, messages.
 
+use crate::batch::{Batch, BatchInfo, ProofOfAvailability};
 use crate::{codec, hash_parts, Digest, Signature, SignedTransaction, ValidatorIndex};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
@@ -125,8 +126,11 @@ pub struct Block {
     pub author: ValidatorIndex,
     /// Proposer's clock when proposing, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
-    /// Ordered transactions.
+    /// Ordered transactions carried in the block itself (executed first).
     pub payload: Vec<SignedTransaction>,
+    /// Proofs of availability of batches whose transactions execute after `payload`, batch by
+    /// batch in this order.
+    pub batches: Vec<ProofOfAvailability>,
 }
 
 impl Block {
@@ -146,7 +150,18 @@ impl Block {
             author: 0,
             timestamp_ms,
             payload: Vec::new(),
+            batches: Vec::new(),
         }
+    }
+
+    /// Transactions the block orders: those it carries plus those of its batches.
+    pub fn tx_count(&self) -> usize {
+        self.payload.len()
+            + self
+                .batches
+                .iter()
+                .map(|p| p.info.tx_count as usize)
+                .sum::<usize>()
     }
 
     /// The message a proposer signs.
@@ -234,6 +249,26 @@ pub enum ConsensusMessage {
         /// The transactions.
         txs: Vec<SignedTransaction>,
     },
+    /// A batch of client transactions, from its author to every validator.
+    Batch(Batch),
+    /// A validator stores a batch and checked its signatures; sent to the batch's author.
+    BatchAck {
+        /// The batch.
+        info: BatchInfo,
+        /// Signer.
+        author: ValidatorIndex,
+        /// Signature over [`BatchInfo::ack_message`].
+        signature: Signature,
+    },
+    /// A batch's proof of availability, from its author to every validator.
+    Proof(ProofOfAvailability),
+    /// Asks for a batch by digest (to execute a committed block that names it).
+    BatchRequest {
+        /// The batch wanted.
+        digest: Digest,
+    },
+    /// A batch asked for with [`ConsensusMessage::BatchRequest`].
+    BatchResponse(Batch),
     /// A validator's signature on an executed checkpoint.
     CheckpointVote {
         /// The checkpoint.

@@ -5,6 +5,7 @@
 //! Byte arrays show as lowercase hex in JSON. This crate has no I/O and no crypto: signatures are
 //! carried here as bytes and checked by `netchain-crypto`.
 
+pub mod batch;
 pub mod bytes;
 pub mod codec;
 pub mod committee;
@@ -14,6 +15,7 @@ pub mod identity;
 pub mod registry;
 pub mod tx;
 
+pub use batch::{Batch, BatchInfo, ProofOfAvailability};
 pub use bytes::{Digest, PublicKey, Reference, Signature};
 pub use codec::{decode, encode, CodecError};
 pub use committee::{Committee, Validator, ValidatorIndex};

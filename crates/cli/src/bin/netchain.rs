@@ -106,6 +106,10 @@ struct LayoutArgs {
     /// registered as clients and only registered identities may send transactions.
     #[arg(long)]
     open_writes: bool,
+    /// Gossip transactions and carry them in blocks instead of batches with proofs of
+    /// availability.
+    #[arg(long)]
+    no_batching: bool,
 }
 
 impl LayoutArgs {
@@ -120,6 +124,7 @@ impl LayoutArgs {
             host: "127.0.0.1".into(),
             organizations: self.organizations,
             registered_senders: self.organizations > 0 && !self.open_writes,
+            batching: !self.no_batching,
         }
     }
 }

@@ -66,6 +66,7 @@ impl Net {
                 host: "127.0.0.1".into(),
                 organizations: netchain_cli::layout::DEFAULT_ORGANIZATIONS,
                 registered_senders,
+                batching: true,
             },
         )
         .unwrap();

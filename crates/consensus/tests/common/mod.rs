@@ -173,6 +173,7 @@ impl Fixture {
             author: self.leader(round),
             timestamp_ms: round * 10,
             payload,
+            batches: Vec::new(),
         }
     }
 

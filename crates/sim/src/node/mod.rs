@@ -474,7 +474,9 @@ fn execute_one(
     let verified = &r.verified;
     let exec = r
         .executor
-        .execute_checked(&block.into(), &block.payload, &|tx| verified.contains(tx))
+        .execute_checked(&block.into(), &block.payload, &|_, tx| {
+            verified.contains(tx)
+        })
         .expect("sim disk");
     let mut batch = exec.batch;
     ChainStore::<SimDisk>::put_block(&mut batch, block);

@@ -1,0 +1,300 @@
+//! The quorum-store task: the first stop of every message from peers. It handles batches,
+//! acknowledgements, proofs and batch fetches itself and passes everything else on to the
+//! consensus task, so dissemination (and the execution thread's fetches of committed batches)
+//! keeps going while consensus waits for execution.
+
+use crate::{now_ms, Shared};
+use bytes::Bytes;
+use netchain_network::{Inbound, Network};
+use netchain_types::{codec, Batch, ConsensusMessage, Digest, ValidatorIndex};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// A validator cuts a batch of what its clients sent at most this often (or sooner when a full
+/// batch is waiting).
+const BATCH_INTERVAL_MS: u64 = 20;
+/// Most batches made in one go.
+const BATCHES_PER_TICK_MAX: usize = 8;
+/// Peers' batches waiting for their signature check (each at most `batch_max_bytes`).
+const BATCH_CHECK_QUEUE: usize = 64;
+const TICK_MS: u64 = 10;
+
+struct BatchTask {
+    shared: Arc<Shared>,
+    network: Network,
+    tx_check: mpsc::Sender<Batch>,
+    next_batch_ms: u64,
+    next_expire_ms: u64,
+    /// Answers to a peer wait while more than this is queued to it.
+    serve_bytes_max: usize,
+}
+
+/// Starts the task. Messages for consensus wait in a queue while the consensus task is busy;
+/// each holds its share of its sender's inbound byte budget (see `netchain_network::Inbound`),
+/// which bounds that queue.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    network: Network,
+    mut rx_network: mpsc::Receiver<Inbound<ConsensusMessage>>,
+    tx_consensus: mpsc::Sender<Inbound<ConsensusMessage>>,
+    frame_bytes_max: usize,
+) {
+    let (tx_check, rx_check) = mpsc::channel::<Batch>(BATCH_CHECK_QUEUE);
+    let (tx_checked, mut rx_checked) = mpsc::channel::<Batch>(BATCH_CHECK_QUEUE);
+    spawn_batch_checker(rx_check, tx_checked);
+    let mut task = BatchTask {
+        shared,
+        network,
+        tx_check,
+        next_batch_ms: 0,
+        next_expire_ms: 0,
+        serve_bytes_max: frame_bytes_max / 2,
+    };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending: VecDeque<Inbound<ConsensusMessage>> = VecDeque::new();
+        loop {
+            tokio::select! {
+                msg = rx_network.recv() => match msg {
+                    Some(inbound) => {
+                        if let Some(other) = task.on_message(inbound) {
+                            pending.push_back(other);
+                        }
+                    }
+                    None => return,
+                },
+                permit = tx_consensus.reserve(), if !pending.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(inbound) = pending.pop_front() {
+                            permit.send(inbound);
+                        }
+                    }
+                    Err(_) => return,
+                },
+                Some(batch) = rx_checked.recv() => task.on_checked_batch(batch),
+                _ = tick.tick() => task.make_batches(),
+            }
+        }
+    });
+}
+
+impl BatchTask {
+    /// Handles a quorum-store message; returns any other message (for consensus).
+    fn on_message(
+        &mut self,
+        inbound: Inbound<ConsensusMessage>,
+    ) -> Option<Inbound<ConsensusMessage>> {
+        let from = inbound.from();
+        match inbound.msg() {
+            ConsensusMessage::Batch(_)
+            | ConsensusMessage::BatchAck { .. }
+            | ConsensusMessage::Proof(_)
+            | ConsensusMessage::BatchRequest { .. }
+            | ConsensusMessage::BatchResponse(_) => {}
+            _ => return Some(inbound),
+        }
+        let (_, msg) = inbound.into_parts();
+        match msg {
+            ConsensusMessage::Batch(batch) => self.on_batch(from, batch),
+            ConsensusMessage::BatchAck {
+                info,
+                author,
+                signature,
+            } => self.on_batch_ack(from, info, author, signature),
+            ConsensusMessage::Proof(proof) => {
+                if let Some(qs) = &self.shared.quorum_store {
+                    let result = qs.lock().expect("quorum store").on_proof(now_ms(), proof);
+                    if let Err(e) = result {
+                        debug!(from, error = %e, "proof of availability refused");
+                    }
+                }
+            }
+            ConsensusMessage::BatchRequest { digest } => self.serve_batch(from, digest),
+            ConsensusMessage::BatchResponse(batch) => {
+                if let Some(qs) = &self.shared.quorum_store {
+                    if !qs.lock().expect("quorum store").on_fetched(batch) {
+                        debug!(from, "unrequested or altered batch dropped");
+                    }
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn peer_backlogged(&self, to: ValidatorIndex) -> bool {
+        self.network.queued_bytes(to) > self.serve_bytes_max
+    }
+
+    /// Batch mode: cuts batches of the transactions clients sent here and broadcasts them, and
+    /// lets expired batches go (their transactions are batched again).
+    fn make_batches(&mut self) {
+        let Some(qs) = &self.shared.quorum_store else {
+            return;
+        };
+        let now = now_ms();
+        let mut out = Vec::new();
+        {
+            let mut qs = qs.lock().expect("quorum store");
+            if now >= self.next_expire_ms {
+                self.next_expire_ms = now + 1_000;
+                let expired = qs.expire(now);
+                if !expired.is_empty() {
+                    let mut mempool = self.shared.mempool.lock().expect("mempool lock");
+                    let again: usize = expired.iter().map(|b| mempool.unbatch(&b.txs)).sum();
+                    debug!(batches = expired.len(), again, "own batches expired");
+                }
+            }
+            if now >= self.next_batch_ms {
+                let (max_txs, max_bytes) = {
+                    let c = qs.config();
+                    // Room for the batch's own fields.
+                    (c.batch_max_txs, c.batch_max_bytes.saturating_sub(1_024))
+                };
+                for _ in 0..BATCHES_PER_TICK_MAX {
+                    if !qs.can_batch() {
+                        break;
+                    }
+                    let txs = self
+                        .shared
+                        .mempool
+                        .lock()
+                        .expect("mempool lock")
+                        .take_batch(max_txs, max_bytes);
+                    if txs.is_empty() {
+                        break;
+                    }
+                    let full = txs.len() >= max_txs;
+                    let (batch, proof) = qs.make_batch(now, txs);
+                    out.push(ConsensusMessage::Batch(batch));
+                    out.extend(proof.map(ConsensusMessage::Proof));
+                    if !full {
+                        break;
+                    }
+                }
+                if !out.is_empty() {
+                    self.next_batch_ms = now + BATCH_INTERVAL_MS;
+                }
+            }
+        }
+        for msg in out {
+            self.network.broadcast(Bytes::from(codec::encode(&msg)));
+        }
+    }
+
+    /// A peer's batch: cheap checks here, then its signatures on the checker thread.
+    fn on_batch(&mut self, from: ValidatorIndex, batch: Batch) {
+        let Some(qs) = &self.shared.quorum_store else {
+            return;
+        };
+        if let Err(e) = qs
+            .lock()
+            .expect("quorum store")
+            .check_batch(now_ms(), from, &batch)
+        {
+            debug!(from, error = %e, "batch refused");
+            return;
+        }
+        if self.tx_check.try_send(batch).is_err() {
+            debug!(from, "batch dropped: signature checks are behind");
+        }
+    }
+
+    /// A peer's batch whose signatures all verified: stored and acknowledged.
+    fn on_checked_batch(&mut self, batch: Batch) {
+        let Some(qs) = &self.shared.quorum_store else {
+            return;
+        };
+        let author = batch.author;
+        let result = qs
+            .lock()
+            .expect("quorum store")
+            .accept_batch(now_ms(), batch);
+        match result {
+            Ok(ack) => {
+                self.network.send(author, Bytes::from(codec::encode(&ack)));
+            }
+            Err(e) => debug!(author, error = %e, "batch not acknowledged"),
+        }
+    }
+
+    fn on_batch_ack(
+        &mut self,
+        from: ValidatorIndex,
+        info: netchain_types::BatchInfo,
+        signer: ValidatorIndex,
+        signature: netchain_types::Signature,
+    ) {
+        let Some(qs) = &self.shared.quorum_store else {
+            return;
+        };
+        if signer != from {
+            debug!(
+                from,
+                signer, "acknowledgement relayed by another validator dropped"
+            );
+            return;
+        }
+        let result = qs
+            .lock()
+            .expect("quorum store")
+            .on_ack(info, signer, signature);
+        match result {
+            Ok(Some(proof)) => {
+                let msg = ConsensusMessage::Proof(proof);
+                self.network.broadcast(Bytes::from(codec::encode(&msg)));
+            }
+            Ok(None) => {}
+            Err(e) => debug!(from, error = %e, "acknowledgement refused"),
+        }
+    }
+
+    /// A peer executing a committed block asks for one of its batches.
+    fn serve_batch(&mut self, to: ValidatorIndex, digest: Digest) {
+        if self.peer_backlogged(to) {
+            return;
+        }
+        let held = self
+            .shared
+            .quorum_store
+            .as_ref()
+            .and_then(|qs| qs.lock().expect("quorum store").batch(&digest));
+        let batch = match held {
+            Some(b) => Some((*b).clone()),
+            None => self.shared.store.batch(&digest).ok().flatten(),
+        };
+        if let Some(batch) = batch {
+            let msg = ConsensusMessage::BatchResponse(batch);
+            self.network.send(to, Bytes::from(codec::encode(&msg)));
+        }
+    }
+}
+
+/// Verifies every signature of peers' batches off the consensus task; passes on the batches
+/// whose signatures all verify (an acknowledgement vouches for every one of them).
+fn spawn_batch_checker(mut rx: mpsc::Receiver<Batch>, tx: mpsc::Sender<Batch>) {
+    std::thread::Builder::new()
+        .name("batch-check".into())
+        .spawn(move || {
+            while let Some(batch) = rx.blocking_recv() {
+                let ok = crate::Shared::check_signatures(&batch.txs);
+                if let Some(bad) = ok.iter().position(|ok| !ok) {
+                    warn!(
+                        author = batch.author,
+                        seq = batch.seq,
+                        index = bad,
+                        "batch with an invalid signature refused"
+                    );
+                    continue;
+                }
+                if tx.blocking_send(batch).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawning batch checker");
+}
