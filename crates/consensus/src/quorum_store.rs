@@ -12,8 +12,12 @@
 //! no acknowledgement, so a flooding author cannot form proofs); an author keeps at most
 //! `own_unproven_max` batches waiting for acknowledgements (back-pressure into its mempool and
 //! from there to clients); the proof queue, the committed-digest memory and the fetch list are
-//! bounded. Batches expire: no block may carry one after its `expires_ms`, and a stored batch that
-//! was not committed is dropped a while later.
+//! bounded. Batches expire: no block may carry one after its `expires_ms`. A stored batch that was
+//! not committed is dropped only once this validator has committed a block whose timestamp is past
+//! the batch's expiry: block timestamps never go down along the chain, so no later block can
+//! carry it. (Dropping by the local clock instead loses batches that a block carried in time but
+//! that was committed late, after a partition, and execution would then wait for them forever;
+//! the simulator found this.)
 
 use crate::{verify_proofs, ConsensusError, PayloadSource};
 use netchain_crypto::{verify, Keypair};
@@ -33,8 +37,6 @@ pub struct QuorumStoreConfig {
     pub batch_max_bytes: usize,
     /// How long after its creation a batch may still be included in a block.
     pub batch_ttl_ms: u64,
-    /// How long an uncommitted batch is kept after it expired (serving late fetches).
-    pub keep_after_expiry_ms: u64,
     /// Most uncommitted batches stored per author.
     pub author_batches_max: usize,
     /// Most uncommitted bytes stored per author.
@@ -53,7 +55,6 @@ impl Default for QuorumStoreConfig {
             batch_max_txs: 2_000,
             batch_max_bytes: 1 << 20,
             batch_ttl_ms: 30_000,
-            keep_after_expiry_ms: 30_000,
             author_batches_max: 300,
             author_bytes_max: 128 << 20,
             own_unproven_max: 32,
@@ -97,6 +98,16 @@ pub struct QuorumStoreStats {
     pub own_unproven: usize,
 }
 
+/// What [`QuorumStore::expire`] let go.
+#[derive(Debug, Default)]
+pub struct Expired {
+    /// This validator's own batches that expired unproven or uncommitted: their transactions
+    /// may be batched again.
+    pub own: Vec<Arc<Batch>>,
+    /// Batches dropped from the store (a driver that persisted them deletes them).
+    pub dropped: Vec<BatchInfo>,
+}
+
 const COMMITTED_REMEMBERED: usize = 100_000;
 const WANTED_MAX: usize = 4_096;
 
@@ -121,6 +132,8 @@ pub struct QuorumStore {
     proofs_per_author: Vec<usize>,
     committed: HashSet<Digest>,
     committed_order: VecDeque<Digest>,
+    /// Timestamp of the newest committed block.
+    committed_ms: u64,
     wanted: HashSet<Digest>,
 }
 
@@ -150,6 +163,7 @@ impl QuorumStore {
             proofs_per_author: vec![0; n],
             committed: HashSet::new(),
             committed_order: VecDeque::new(),
+            committed_ms: 0,
             wanted: HashSet::new(),
         }
     }
@@ -409,21 +423,46 @@ impl QuorumStore {
         }
     }
 
-    /// Drops what expired: proofs that no block may carry any more, and uncommitted batches a
-    /// while after their expiry. Returns this validator's own batches that expired unproven or
-    /// uncommitted, whose transactions may be batched again.
-    pub fn expire(&mut self, now_ms: u64) -> Vec<Arc<Batch>> {
+    /// After a restart: the timestamp of the executed tip, and the batches this validator
+    /// acknowledged and persisted before. Those that expired before the tip, of another chain or
+    /// of a stranger are not taken back and are returned (for deletion).
+    pub fn restore(&mut self, tip_ms: u64, batches: Vec<Batch>) -> Vec<BatchInfo> {
+        self.committed_ms = self.committed_ms.max(tip_ms);
+        let mut refused = Vec::new();
+        for batch in batches {
+            let info = batch.info();
+            if batch.chain_id != self.chain_id
+                || self.committee.key(batch.author).is_none()
+                || info.expires_ms < self.committed_ms
+            {
+                refused.push(info);
+                continue;
+            }
+            self.last_seq = self.last_seq.max(if batch.author == self.me {
+                batch.seq
+            } else {
+                0
+            });
+            self.store(Arc::new(batch), info, false);
+        }
+        refused
+    }
+
+    /// Drops what expired: proofs that no block may carry any more (by the local clock), and
+    /// uncommitted batches that no block can carry any more (by the newest committed block's
+    /// time).
+    pub fn expire(&mut self, now_ms: u64) -> Expired {
         let expired_proofs: Vec<Digest> = self
             .proofs
             .values()
             .filter(|p| p.info.expires_ms < now_ms)
             .map(|p| p.info.digest)
             .collect();
-        let mut returned = Vec::new();
+        let mut returned = Expired::default();
         for d in &expired_proofs {
             if let Some(key) = self.proof_keys.get(d) {
                 if key.1 == self.me {
-                    returned.extend(self.batch(d));
+                    returned.own.extend(self.batch(d));
                 }
             }
             self.unqueue_proof(d);
@@ -436,17 +475,19 @@ impl QuorumStore {
             .collect();
         for d in own_expired {
             self.own.remove(&d);
-            returned.extend(self.batch(&d));
+            returned.own.extend(self.batch(&d));
         }
-        let keep = self.cfg.keep_after_expiry_ms;
+        let committed_ms = self.committed_ms;
         let dropped: Vec<Digest> = self
             .stored
             .values()
-            .filter(|s| !s.committed && s.info.expires_ms.saturating_add(keep) < now_ms)
+            .filter(|s| !s.committed && s.info.expires_ms < committed_ms)
             .map(|s| s.info.digest)
             .collect();
         for d in dropped {
-            self.unstore(&d);
+            if let Some(s) = self.unstore(&d) {
+                returned.dropped.push(s.info);
+            }
         }
         returned
     }
@@ -497,6 +538,9 @@ impl PayloadSource for QuorumStore {
     }
 
     fn on_commit(&mut self, blocks: &[Block]) {
+        if let Some(last) = blocks.last() {
+            self.committed_ms = self.committed_ms.max(last.timestamp_ms);
+        }
         for proof in blocks.iter().flat_map(|b| &b.batches) {
             let d = proof.info.digest;
             self.unqueue_proof(&d);

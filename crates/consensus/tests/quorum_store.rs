@@ -241,8 +241,7 @@ fn an_authors_quota_bounds_what_peers_store_until_commit() {
 #[test]
 fn expired_batches_are_not_proposed_and_come_back_to_their_author() {
     let f = Fixture::new();
-    let cfg = QuorumStoreConfig::default();
-    let mut qs = stores(&f, &cfg);
+    let mut qs = stores(&f, &QuorumStoreConfig::default());
     let (proven, proof) = disseminate(&mut qs, 0, vec![signed_tx(1, 0)], &[1, 2], NOW);
     let proof = proof.unwrap();
     let (unproven, none) = disseminate(&mut qs, 0, vec![signed_tx(1, 1)], &[1], NOW);
@@ -255,21 +254,29 @@ fn expired_batches_are_not_proposed_and_come_back_to_their_author() {
     assert!(!qs[2].on_proof(expiry + 1, proof.clone()).unwrap());
 
     // The author gets both batches back at expiry, to batch their transactions again.
-    let mut back: Vec<_> = qs[0]
-        .expire(expiry + 1)
-        .into_iter()
-        .map(|b| b.digest())
-        .collect();
+    let expired = qs[0].expire(expiry + 1);
+    assert!(expired.dropped.is_empty(), "kept a while for late fetches");
+    let mut back: Vec<_> = expired.own.into_iter().map(|b| b.digest()).collect();
     back.sort();
     let mut want = vec![proven.digest(), unproven.digest()];
     want.sort();
     assert_eq!(back, want);
     assert!(!qs[0].has_pending());
-    // Peers keep an expired batch a while (late fetches), then drop it.
-    qs[1].expire(expiry + 1);
+    // Peers keep an expired batch until they commit a block timed after its expiry: before that,
+    // a block carrying it (timed before the expiry) may still be committed.
+    qs[1].expire(expiry + 60_000);
     assert!(qs[1].batch(&proven.digest()).is_some());
-    qs[1].expire(expiry + cfg.keep_after_expiry_ms + 1);
+    let mut late = f.child(1, &f.genesis, &f.genesis_qc);
+    late.timestamp_ms = expiry;
+    qs[1].on_commit(std::slice::from_ref(&late));
+    assert!(qs[1].expire(expiry + 60_000).dropped.is_empty());
+    late.timestamp_ms = expiry + 1;
+    qs[1].on_commit(std::slice::from_ref(&late));
+    let expired = qs[1].expire(expiry + 60_000);
     assert!(qs[1].batch(&proven.digest()).is_none());
+    let mut dropped: Vec<_> = expired.dropped.iter().map(|i| i.digest).collect();
+    dropped.sort();
+    assert_eq!(dropped, want, "both, for deletion from disk");
     assert_eq!(qs[1].stats().batches, 0);
     assert_eq!(qs[1].stats().bytes, 0);
 }
@@ -378,4 +385,28 @@ fn a_leader_proposes_the_proofs_it_holds() {
     assert_eq!(proposed[0].block.batches, vec![proof]);
     assert!(proposed[0].block.payload.is_empty());
     assert_eq!(proposed[0].block.tx_count(), 1);
+}
+
+#[test]
+fn acknowledged_batches_come_back_after_a_restart_unless_expired_before_the_tip() {
+    let f = Fixture::new();
+    let mut qs = stores(&f, &QuorumStoreConfig::default());
+    let (old, _) = disseminate(&mut qs, 0, vec![signed_tx(1, 0)], &[1], NOW);
+    let (new, _) = disseminate(&mut qs, 0, vec![signed_tx(2, 0)], &[1], NOW + 10_000);
+    let mut foreign = new.clone();
+    foreign.chain_id = "other".into();
+    // Validator 1 restarts with an empty memory; its executed tip is timed after the first
+    // batch's expiry.
+    let mut restarted = QuorumStore::new(
+        QuorumStoreConfig::default(),
+        CHAIN,
+        f.committee.clone(),
+        1,
+        f.keys[1].clone(),
+    );
+    let refused = restarted.restore(old.expires_ms + 1, vec![old.clone(), new.clone(), foreign]);
+    assert_eq!(refused.len(), 2);
+    assert!(refused.iter().any(|i| i.digest == old.digest()));
+    assert!(restarted.batch(&old.digest()).is_none());
+    assert_eq!(restarted.batch(&new.digest()).unwrap().txs, new.txs);
 }

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 /// A validator cuts a batch of what its clients sent at most this often (or sooner when a full
 /// batch is waiting).
@@ -44,7 +44,7 @@ pub(crate) fn spawn(
 ) {
     let (tx_check, rx_check) = mpsc::channel::<Batch>(BATCH_CHECK_QUEUE);
     let (tx_checked, mut rx_checked) = mpsc::channel::<Batch>(BATCH_CHECK_QUEUE);
-    spawn_batch_checker(rx_check, tx_checked);
+    spawn_batch_checker(shared.clone(), rx_check, tx_checked);
     let mut task = BatchTask {
         shared,
         network,
@@ -143,10 +143,21 @@ impl BatchTask {
             if now >= self.next_expire_ms {
                 self.next_expire_ms = now + 1_000;
                 let expired = qs.expire(now);
-                if !expired.is_empty() {
+                if !expired.own.is_empty() {
                     let mut mempool = self.shared.mempool.lock().expect("mempool lock");
-                    let again: usize = expired.iter().map(|b| mempool.unbatch(&b.txs)).sum();
-                    debug!(batches = expired.len(), again, "own batches expired");
+                    let again: usize = expired.own.iter().map(|b| mempool.unbatch(&b.txs)).sum();
+                    debug!(batches = expired.own.len(), again, "own batches expired");
+                }
+                if !expired.dropped.is_empty() {
+                    let mut wb = netchain_storage::WriteBatch::new();
+                    for info in &expired.dropped {
+                        netchain_storage::ChainStore::<crate::Backend>::delete_pending_batch(
+                            &mut wb, info,
+                        );
+                    }
+                    if let Err(e) = self.shared.store.commit_unsynced(wb) {
+                        warn!(error = %e, "deleting expired batches failed");
+                    }
                 }
             }
             if now >= self.next_batch_ms {
@@ -170,6 +181,13 @@ impl BatchTask {
                     }
                     let full = txs.len() >= max_txs;
                     let (batch, proof) = qs.make_batch(now, txs);
+                    // Our own acknowledgement promises the batch survives a crash.
+                    let stored = tokio::task::block_in_place(|| {
+                        self.shared.store.put_pending_batch(&batch.info(), &batch)
+                    });
+                    if let Err(e) = stored {
+                        error!(error = %e, "storing an own batch failed");
+                    }
                     out.push(ConsensusMessage::Batch(batch));
                     out.extend(proof.map(ConsensusMessage::Proof));
                     if !full {
@@ -274,9 +292,14 @@ impl BatchTask {
     }
 }
 
-/// Verifies every signature of peers' batches off the consensus task; passes on the batches
-/// whose signatures all verify (an acknowledgement vouches for every one of them).
-fn spawn_batch_checker(mut rx: mpsc::Receiver<Batch>, tx: mpsc::Sender<Batch>) {
+/// Verifies every signature of peers' batches off the consensus task and stores those whose
+/// signatures all verify (durably: an acknowledgement vouches for every signature and promises
+/// availability), then passes them on to be acknowledged.
+fn spawn_batch_checker(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Batch>,
+    tx: mpsc::Sender<Batch>,
+) {
     std::thread::Builder::new()
         .name("batch-check".into())
         .spawn(move || {
@@ -289,6 +312,11 @@ fn spawn_batch_checker(mut rx: mpsc::Receiver<Batch>, tx: mpsc::Sender<Batch>) {
                         index = bad,
                         "batch with an invalid signature refused"
                     );
+                    continue;
+                }
+                // The acknowledgement promises availability, also after a crash.
+                if let Err(e) = shared.store.put_pending_batch(&batch.info(), &batch) {
+                    error!(error = %e, "storing a batch failed; not acknowledged");
                     continue;
                 }
                 if tx.blocking_send(batch).is_err() {

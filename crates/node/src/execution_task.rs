@@ -154,6 +154,7 @@ fn execute_one(
     let mut batch = out.batch;
     for (proof, b) in block.batches.iter().zip(batches) {
         ChainStore::<crate::Backend>::put_batch(&mut batch, &proof.info.digest, b);
+        ChainStore::<crate::Backend>::delete_pending_batch(&mut batch, &proof.info);
     }
     ChainStore::<crate::Backend>::put_block(&mut batch, block);
     let new_tip = ChainTip {

@@ -168,6 +168,9 @@ const VERIFIED_CACHE_ENTRIES: usize = 500_000;
 /// Most uncommitted blocks walked back on restart.
 const RECOVER_BLOCKS_MAX: usize = 10_000;
 
+/// Most acknowledged batches read back at a restart (the per-author quotas keep far fewer).
+const PENDING_BATCHES_RESTORED_MAX: usize = 100_000;
+
 /// The stored uncommitted blocks from the committed tip up to the block of the highest QC the
 /// safety data recorded, oldest first (empty if the chain is incomplete).
 fn recover_uncommitted(
@@ -353,8 +356,8 @@ impl Node {
         let metrics = Metrics::default();
         metrics.height.set(tip.block.height as i64);
         let registered_senders = executor.requires_registered_senders(tip.block.height)?;
-        let quorum_store = p.batching.then(|| {
-            Mutex::new(QuorumStore::new(
+        let quorum_store = if p.batching {
+            let mut qs = QuorumStore::new(
                 QuorumStoreConfig {
                     batch_max_txs: p.batch_max_txs,
                     batch_max_bytes: p.batch_max_bytes,
@@ -365,8 +368,27 @@ impl Node {
                 genesis.committee.clone(),
                 me,
                 keypair.clone(),
-            ))
-        });
+            );
+            // Batches acknowledged before a restart are still promised.
+            let pending = store.pending_batches(PENDING_BATCHES_RESTORED_MAX)?;
+            let restored = pending.len();
+            let refused = qs.restore(tip.block.timestamp_ms, pending);
+            if !refused.is_empty() {
+                let mut wb = WriteBatch::new();
+                for info in &refused {
+                    ChainStore::<Backend>::delete_pending_batch(&mut wb, info);
+                }
+                store.commit(wb)?;
+            }
+            tracing::info!(
+                restored,
+                dropped = refused.len(),
+                "acknowledged batches restored"
+            );
+            Some(Mutex::new(qs))
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
             quorum_store,
             registered_senders,

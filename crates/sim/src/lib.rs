@@ -57,7 +57,7 @@ pub fn report(outcome: &Outcome) -> String {
     format!(
         "{verdict}\n{}\n  run: {} events, {} delivered, {} dropped, {} copies, {} crashes \
          ({} unsynced writes lost/torn), height {}, txs {}/{} acknowledged, {} simulated ms, \
-         hash {}{}",
+         hash {}{}{}",
         outcome.plan,
         s.events,
         s.delivered,
@@ -74,6 +74,14 @@ pub fn report(outcome: &Outcome) -> String {
             format!(
                 "; network id: revocation executed {}, {} messages refused",
                 s.revoked, s.refused
+            )
+        } else {
+            String::new()
+        },
+        if outcome.plan.batching {
+            format!(
+                "; batching: {} proofs committed (all instances), {} batch fetches",
+                s.batches_committed, s.batch_fetches
             )
         } else {
             String::new()

@@ -31,6 +31,10 @@ struct Args {
     /// one validator revoked during the run that keeps trying to reach the others.
     #[arg(long)]
     network_id: bool,
+    /// Batched dissemination: transactions travel in batches with proofs of availability and
+    /// blocks order the proofs.
+    #[arg(long)]
+    batching: bool,
     /// Print every run's report, not only failures.
     #[arg(long)]
     verbose: bool,
@@ -49,6 +53,7 @@ fn main() {
         planted: args.planted,
         scale_percent: args.scale,
         network_id: args.network_id,
+        batching: args.batching,
     };
     // SIM_SEED reruns exactly one case.
     let (start, count) = match seed_from_env() {

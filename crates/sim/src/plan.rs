@@ -114,6 +114,9 @@ pub struct Plan {
     /// and this validator is revoked by its organization at this time (simulated ms), then keeps
     /// running and trying to reach the others.
     pub revoke: Option<(ValidatorIndex, u64)>,
+    /// Batched dissemination: clients' transactions travel in batches with proofs of
+    /// availability and blocks order the proofs (as `[consensus] batching` in the node).
+    pub batching: bool,
 }
 
 /// Choices made outside the seed (by the test or the command line).
@@ -128,6 +131,8 @@ pub struct Options {
     /// Network ID: an identity registry in the genesis, admission by it, and one validator
     /// revoked during the run.
     pub network_id: bool,
+    /// Batched dissemination with proofs of availability.
+    pub batching: bool,
 }
 
 impl Plan {
@@ -199,6 +204,7 @@ impl Plan {
             block_max_txs: *rng.pick(&[1, 3, 5_000]),
             planted: false,
             revoke: None,
+            batching: opts.batching,
         }
         .planted_if(opts.planted, &mut rng)
         .revoke_if(opts.network_id)

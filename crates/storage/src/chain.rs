@@ -4,7 +4,8 @@
 use crate::{Column, KvBackend, StorageError, WriteBatch};
 use borsh::{BorshDeserialize, BorshSerialize};
 use netchain_types::{
-    Batch, Block, CertifiedCheckpoint, Digest, QuorumCert, Receipt, SignedTransaction, TxId,
+    Batch, BatchInfo, Block, CertifiedCheckpoint, Digest, QuorumCert, Receipt, SignedTransaction,
+    TxId,
 };
 use std::sync::Arc;
 
@@ -16,6 +17,13 @@ const BATCH_PREFIX: &[u8] = b"batch";
 
 fn batch_key(digest: &Digest) -> Vec<u8> {
     [BATCH_PREFIX, &digest.0].concat()
+}
+
+/// Batches a validator acknowledged (not executed yet), by expiry then digest.
+const PENDING_PREFIX: &[u8] = b"qbatch";
+
+fn pending_key(expires_ms: u64, digest: &Digest) -> Vec<u8> {
+    [PENDING_PREFIX, &expires_ms.to_be_bytes(), &digest.0].concat()
 }
 
 /// The last executed block: what a restarted node resumes from.
@@ -84,6 +92,37 @@ impl<B: KvBackend> ChainStore<B> {
     /// Adds an executed batch (named by a committed block) to `batch`.
     pub fn put_batch(wb: &mut WriteBatch, digest: &Digest, batch: &Batch) {
         wb.put(Column::Blocks, batch_key(digest), encode(batch));
+    }
+
+    /// Stores, durably, a batch this validator is about to acknowledge (its acknowledgement
+    /// promises the batch is available, also after a crash).
+    pub fn put_pending_batch(&self, info: &BatchInfo, batch: &Batch) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::new();
+        wb.put(
+            Column::Blocks,
+            pending_key(info.expires_ms, &info.digest),
+            encode(batch),
+        );
+        self.backend.write(wb, true)
+    }
+
+    /// Adds the removal of acknowledged batches (executed, or expired uncommitted) to `wb`.
+    pub fn delete_pending_batch(wb: &mut WriteBatch, info: &BatchInfo) {
+        wb.delete(Column::Blocks, pending_key(info.expires_ms, &info.digest));
+    }
+
+    /// The acknowledged batches stored (after a restart), at most `limit`. Entries that do not
+    /// decode are skipped.
+    pub fn pending_batches(&self, limit: usize) -> Result<Vec<Batch>, StorageError> {
+        let mut end = PENDING_PREFIX.to_vec();
+        *end.last_mut().expect("non-empty prefix") += 1;
+        Ok(self
+            .backend
+            .range(Column::Blocks, PENDING_PREFIX, &end, limit)?
+            .into_iter()
+            .filter(|(k, _)| k.len() == PENDING_PREFIX.len() + 8 + 32)
+            .filter_map(|(_, v)| borsh::from_slice(&v).ok())
+            .collect())
     }
 
     /// An executed batch by digest.
@@ -226,6 +265,11 @@ impl<B: KvBackend> ChainStore<B> {
     /// Writes a batch durably.
     pub fn commit(&self, batch: WriteBatch) -> Result<(), StorageError> {
         self.backend.write(batch, true)
+    }
+
+    /// Writes `batch` without waiting for it to be durable (for what may be lost in a crash).
+    pub fn commit_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.backend.write(batch, false)
     }
 }
 

@@ -7,15 +7,18 @@
 //! everything from the disk exactly as `Node::start` does.
 
 use crate::disk::SimDisk;
-use netchain_consensus::{Action, CheckpointAggregator, Core, CoreConfig, Event, SafetyData};
+use netchain_consensus::{
+    Action, CheckpointAggregator, Core, CoreConfig, Event, PayloadSource, QuorumStore,
+    QuorumStoreConfig, SafetyData,
+};
 use netchain_crypto::{verify_each, verify_transaction, Keypair};
 use netchain_execution::Executor;
 use netchain_mempool::{Mempool, MempoolConfig};
 use netchain_storage::{ChainStore, ChainTip, WriteBatch};
 use netchain_types::registry::Governance;
 use netchain_types::{
-    codec, Block, Checkpoint, Committee, ConsensusMessage, Digest, PublicKey, QuorumCert, Receipt,
-    SignedTransaction, ValidatorIndex,
+    codec, Batch, Block, Checkpoint, Committee, ConsensusMessage, Digest, PublicKey, QuorumCert,
+    Receipt, SignedTransaction, ValidatorIndex,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -54,7 +57,22 @@ pub struct ChainSetup {
     pub identity: Option<netchain_types::identity::IdentityGenesis>,
     /// Admin keys of the registry's organizations, by organization index.
     pub org_admins: Vec<Keypair>,
+    /// Batched dissemination with proofs of availability (the node's `[consensus] batching`).
+    pub batching: bool,
 }
+
+/// Batching parameters of simulated validators: small batches and a short life, so runs make
+/// many batches, and partitions and crashes let some expire.
+fn quorum_store_config() -> QuorumStoreConfig {
+    QuorumStoreConfig {
+        batch_max_txs: 4,
+        batch_ttl_ms: 3_000,
+        ..QuorumStoreConfig::default()
+    }
+}
+
+/// A validator cuts a batch at most this often (as in the node).
+const BATCH_INTERVAL_MS: u64 = 20;
 
 /// Heights above the last certificate for which checkpoint votes are kept (as in the node).
 const CHECKPOINT_WINDOW: u64 = 256;
@@ -90,6 +108,8 @@ pub enum Effect {
     Committed(Vec<Block>),
     /// A block executed and written durably.
     Executed(Executed),
+    /// Execution waits for a committed block's batch (asked of a signer): look again later.
+    ExecutionWaits,
     /// A committed block did not extend the executed chain (the node would exit).
     ExecutionGap {
         /// Height of the block.
@@ -110,6 +130,12 @@ struct Running {
     checkpoints: Option<CheckpointAggregator>,
     /// Admission answers at one executed height (cleared when the tip moves).
     admitted: (u64, std::collections::BTreeMap<PublicKey, bool>),
+    /// Batch mode: the quorum store (memory, lost in a crash).
+    qs: Option<QuorumStore>,
+    next_batch_ms: u64,
+    next_expire_ms: u64,
+    /// Fetch attempts so far (picks the signer asked next).
+    fetches: usize,
 }
 
 /// A validator instance (Twins are two instances with one index and key).
@@ -230,7 +256,29 @@ impl Instance {
                 .map_or(0, |c| c.checkpoint.height);
             CheckpointAggregator::new(s.committee.clone(), certified, CHECKPOINT_WINDOW)
         });
+        let qs = s.batching.then(|| {
+            let mut qs = QuorumStore::new(
+                quorum_store_config(),
+                s.chain_id.clone(),
+                s.committee.clone(),
+                self.index,
+                self.keypair().clone(),
+            );
+            // Acknowledged batches survive the crash on disk, as in the node.
+            let pending = store.pending_batches(100_000).expect("sim disk");
+            let refused = qs.restore(tip.block.timestamp_ms, pending);
+            let mut wb = WriteBatch::new();
+            for info in &refused {
+                ChainStore::<SimDisk>::delete_pending_batch(&mut wb, info);
+            }
+            store.commit(wb).expect("sim disk");
+            qs
+        });
         self.running = Some(Running {
+            qs,
+            next_batch_ms: 0,
+            next_expire_ms: 0,
+            fetches: 0,
             admitted: (u64::MAX, Default::default()),
             checkpoints,
             core,
@@ -270,14 +318,52 @@ impl Instance {
                 author,
                 signature,
             } => on_checkpoint_vote(r, &self.setup.chain_id, checkpoint, author, signature),
+            ConsensusMessage::Batch(batch) => on_batch(r, now, from, batch, &mut out),
+            ConsensusMessage::BatchAck {
+                info,
+                author,
+                signature,
+            } => {
+                if let Some(qs) = r.qs.as_mut().filter(|_| author == from) {
+                    if let Ok(Some(proof)) = qs.on_ack(info, author, signature) {
+                        out.push(Effect::Broadcast(ConsensusMessage::Proof(proof)));
+                    }
+                }
+            }
+            ConsensusMessage::Proof(proof) => {
+                if let Some(qs) = r.qs.as_mut() {
+                    let _ = qs.on_proof(now, proof);
+                }
+            }
+            ConsensusMessage::BatchRequest { digest } => {
+                let held = r.qs.as_ref().and_then(|qs| qs.batch(&digest));
+                let batch = match held {
+                    Some(b) => Some((*b).clone()),
+                    None => r.store.batch(&digest).expect("sim disk"),
+                };
+                if let Some(batch) = batch {
+                    out.push(Effect::Send {
+                        to: from,
+                        msg: ConsensusMessage::BatchResponse(batch),
+                    });
+                }
+            }
+            ConsensusMessage::BatchResponse(batch) => {
+                if let Some(qs) = r.qs.as_mut() {
+                    qs.on_fetched(batch);
+                }
+            }
             msg => self.step(now, Event::Message { from, msg }, &mut out),
         }
         out
     }
 
-    /// Time passed: the core checks its timers.
+    /// Time passed: batches are cut (batch mode) and the core checks its timers.
     pub fn on_tick(&mut self, now: u64) -> Vec<Effect> {
         let mut out = Vec::new();
+        if let Some(r) = self.running.as_mut() {
+            make_batches(r, now, &mut out);
+        }
         self.step(now, Event::Tick, &mut out);
         out
     }
@@ -301,7 +387,11 @@ impl Instance {
         let mut loopback = VecDeque::new();
         let mut next = Some(event);
         while let Some(event) = next.take() {
-            let step = r.core.handle(now, event, &mut r.mempool);
+            let source: &mut dyn PayloadSource = match r.qs.as_mut() {
+                Some(qs) => qs,
+                None => &mut r.mempool,
+            };
+            let step = r.core.handle(now, event, source);
             if let Some(e) = &step.error {
                 if tracing() {
                     eprintln!("        #{} refused: {e}", self.id);
@@ -352,6 +442,7 @@ impl Instance {
         };
         while let Some((block, qc)) = r.exec_queue.pop_front() {
             if block.height <= r.tip.block.height {
+                forget_batches(r, &block);
                 continue; // executed before a restart
             }
             if block.height != r.tip.block.height + 1 {
@@ -362,7 +453,12 @@ impl Instance {
                 r.exec_queue.clear();
                 break;
             }
-            let executed = execute_one(r, &self.setup.accounts, &block, qc);
+            let Some(batches) = resolve_batches(r, self.index, &block, &mut out) else {
+                r.exec_queue.push_front((block, qc));
+                out.push(Effect::ExecutionWaits);
+                break;
+            };
+            let executed = execute_one(r, self.index, &self.setup.accounts, &block, &batches, qc);
             if r.checkpoints.is_some() {
                 let checkpoint = Checkpoint {
                     chain_id: self.setup.chain_id.clone(),
@@ -465,20 +561,144 @@ impl Instance {
     }
 }
 
+/// Batch mode: cuts batches of the transactions clients submitted here, and takes back own
+/// batches that expired (their transactions are batched again), as the node does.
+fn make_batches(r: &mut Running, now: u64, out: &mut Vec<Effect>) {
+    let Some(qs) = r.qs.as_mut() else {
+        return;
+    };
+    if now >= r.next_expire_ms {
+        r.next_expire_ms = now + 1_000;
+        let expired = qs.expire(now);
+        for batch in expired.own {
+            r.mempool.unbatch(&batch.txs);
+        }
+        let mut wb = WriteBatch::new();
+        for info in &expired.dropped {
+            ChainStore::<SimDisk>::delete_pending_batch(&mut wb, info);
+        }
+        r.store.commit_unsynced(wb).expect("sim disk");
+    }
+    if now < r.next_batch_ms || !qs.can_batch() {
+        return;
+    }
+    let (max_txs, max_bytes) = (qs.config().batch_max_txs, qs.config().batch_max_bytes);
+    let txs = r.mempool.take_batch(max_txs, max_bytes);
+    if txs.is_empty() {
+        return;
+    }
+    r.next_batch_ms = now + BATCH_INTERVAL_MS;
+    let (batch, proof) = qs.make_batch(now, txs);
+    r.store
+        .put_pending_batch(&batch.info(), &batch)
+        .expect("sim disk");
+    out.push(Effect::Broadcast(ConsensusMessage::Batch(batch)));
+    if let Some(proof) = proof {
+        out.push(Effect::Broadcast(ConsensusMessage::Proof(proof)));
+    }
+}
+
+/// A peer's batch: checked, every signature verified, stored and acknowledged to its author.
+fn on_batch(r: &mut Running, now: u64, from: ValidatorIndex, batch: Batch, out: &mut Vec<Effect>) {
+    let Some(qs) = r.qs.as_mut() else {
+        return;
+    };
+    if qs.check_batch(now, from, &batch).is_err() {
+        return;
+    }
+    let items: Vec<_> = batch
+        .txs
+        .iter()
+        .map(|t| (t.tx.sender, t.tx.signing_message(), t.signature))
+        .collect();
+    if !verify_each(&items).into_iter().all(|ok| ok) {
+        return;
+    }
+    let author = batch.author;
+    // Durable before the acknowledgement, which promises availability.
+    r.store
+        .put_pending_batch(&batch.info(), &batch)
+        .expect("sim disk");
+    if let Ok(ack) = qs.accept_batch(now, batch) {
+        out.push(Effect::Send {
+            to: author,
+            msg: ack,
+        });
+    }
+}
+
+/// The batches of a committed block, from the quorum store or the disk; `None` (after asking a
+/// signer for the first missing one) when one is not here yet.
+fn resolve_batches(
+    r: &mut Running,
+    me: ValidatorIndex,
+    block: &Block,
+    out: &mut Vec<Effect>,
+) -> Option<Vec<Arc<Batch>>> {
+    let mut batches = Vec::with_capacity(block.batches.len());
+    for proof in &block.batches {
+        let digest = proof.info.digest;
+        let held = r.qs.as_ref().and_then(|qs| qs.batch(&digest));
+        if let Some(b) = held {
+            batches.push(b);
+            continue;
+        }
+        if let Some(b) = r.store.batch(&digest).expect("sim disk") {
+            batches.push(Arc::new(b));
+            continue;
+        }
+        let signers: Vec<ValidatorIndex> = proof
+            .signers
+            .iter()
+            .map(|s| s.0)
+            .filter(|s| *s != me)
+            .collect();
+        if let (Some(qs), false) = (r.qs.as_mut(), signers.is_empty()) {
+            qs.want(digest);
+            r.fetches += 1;
+            out.push(Effect::Send {
+                to: signers[r.fetches % signers.len()],
+                msg: ConsensusMessage::BatchRequest { digest },
+            });
+        }
+        return None;
+    }
+    Some(batches)
+}
+
+fn forget_batches(r: &mut Running, block: &Block) {
+    if let Some(qs) = r.qs.as_mut() {
+        let digests: Vec<Digest> = block.batches.iter().map(|p| p.info.digest).collect();
+        qs.on_executed(&digests);
+    }
+}
+
 fn execute_one(
     r: &mut Running,
+    me: ValidatorIndex,
     accounts: &[(PublicKey, u64)],
     block: &Block,
+    batches: &[Arc<Batch>],
     qc: QuorumCert,
 ) -> Executed {
     let verified = &r.verified;
+    let inline = block.payload.len();
+    let mut txs = block.payload.clone();
+    for b in batches {
+        txs.extend_from_slice(&b.txs);
+    }
+    // Batched transactions are vouched for by their proofs of availability.
     let exec = r
         .executor
-        .execute_checked(&block.into(), &block.payload, &|_, tx| {
-            verified.contains(tx)
+        .execute_checked(&block.into(), &txs, &|i, tx| {
+            i >= inline || verified.contains(tx)
         })
         .expect("sim disk");
     let mut batch = exec.batch;
+    for (proof, b) in block.batches.iter().zip(batches) {
+        ChainStore::<SimDisk>::put_batch(&mut batch, &proof.info.digest, b);
+        ChainStore::<SimDisk>::delete_pending_batch(&mut batch, &proof.info);
+    }
     ChainStore::<SimDisk>::put_block(&mut batch, block);
     let tip = ChainTip {
         block: block.clone(),
@@ -490,6 +710,10 @@ fn execute_one(
     r.store.commit(batch).expect("sim disk");
     r.tip = tip;
     r.mempool.on_executed(block.height, &exec.nonces);
+    forget_batches(r, block);
+    for b in batches.iter().filter(|b| b.author == me) {
+        r.mempool.unbatch(&b.txs);
+    }
     let total_balance = accounts
         .iter()
         .map(|(pk, _)| {

@@ -39,6 +39,8 @@ const HISTORY_MAX: usize = 128;
 const DELIVERIES_MAX: u64 = 2_000_000;
 /// A client resends an unacknowledged transaction after this long.
 const RETRY_MS: u64 = 1_000;
+/// Execution waiting for a batch looks again after this long.
+const EXEC_RETRY_MS: u64 = 50;
 
 /// Counters of one run.
 #[derive(Clone, Debug, Default)]
@@ -67,6 +69,10 @@ pub struct Stats {
     pub refused: u64,
     /// Network ID runs: an honest validator executed the revocation.
     pub revoked: bool,
+    /// Batch mode: proofs of availability in committed blocks (summed over instances).
+    pub batches_committed: u64,
+    /// Batch mode: requests for a committed batch that an executing instance did not hold.
+    pub batch_fetches: u64,
 }
 
 /// How a run ended.
@@ -173,6 +179,7 @@ fn setup(plan: &Plan, spec: ChainSpec, rng: &mut Rng, clients: &Clients) -> Chai
         block_max_txs: plan.block_max_txs,
         governance: spec.governance,
         checkpoints: spec.checkpoints,
+        batching: plan.batching,
         identity,
         org_admins,
     }
@@ -401,8 +408,10 @@ impl World {
         if self.instances[i].submit(tx.clone()).is_err() {
             return false;
         }
-        let msg = ConsensusMessage::Transactions { txs: vec![tx] };
-        self.out(i, Route::All, msg);
+        if !self.plan.batching {
+            let msg = ConsensusMessage::Transactions { txs: vec![tx] };
+            self.out(i, Route::All, msg);
+        }
         true
     }
 
@@ -579,6 +588,9 @@ impl World {
             match effect {
                 Effect::Send { to, msg } => {
                     self.checker.on_sent(v, &msg)?;
+                    if matches!(msg, ConsensusMessage::BatchRequest { .. }) {
+                        self.stats.batch_fetches += 1;
+                    }
                     if to != v {
                         self.out(src, Route::To(to), msg);
                     }
@@ -590,6 +602,7 @@ impl World {
                 Effect::Committed(blocks) => {
                     for b in &blocks {
                         self.record(3, src, &b.id().0);
+                        self.stats.batches_committed += b.batches.len() as u64;
                     }
                     self.checker.on_commit(v, &blocks)?;
                     if !self.exec_scheduled[src] {
@@ -604,6 +617,12 @@ impl World {
                     self.clients.acknowledge(&acked);
                 }
                 Effect::ExecutionGap { height, tip } => self.checker.on_gap(v, height, tip)?,
+                Effect::ExecutionWaits => {
+                    if !self.exec_scheduled[src] {
+                        self.exec_scheduled[src] = true;
+                        self.queue.push(self.now + EXEC_RETRY_MS, Ev::Exec(src));
+                    }
+                }
             }
         }
         Ok(())
@@ -710,7 +729,8 @@ impl World {
         }
         let i = *self.client_rng.pick(&candidates);
         self.record(5, i, &tx.id().0);
-        if self.instances[i].submit(tx.clone()).is_ok() {
+        // With batching, the validator's next batch carries it instead of gossip.
+        if self.instances[i].submit(tx.clone()).is_ok() && !self.plan.batching {
             let msg = ConsensusMessage::Transactions { txs: vec![tx] };
             self.out(i, Route::All, msg);
         }
