@@ -82,6 +82,11 @@ pub trait PayloadSource {
     ) -> Vec<ProofOfAvailability> {
         Vec::new()
     }
+    /// Whether this source verified exactly this proof already (a block carrying it then
+    /// needs no second check of its signatures).
+    fn verified_proof(&self, _proof: &ProofOfAvailability) -> bool {
+        false
+    }
     /// Told, as soon as it happens, that these blocks (oldest first) are committed.
     fn on_commit(&mut self, _blocks: &[Block]) {}
 }
@@ -339,7 +344,12 @@ impl Core {
 
     // ---- proposals -------------------------------------------------------------------------
 
-    fn check_block(&self, block: &Block, id: &Digest) -> Result<(), ConsensusError> {
+    fn check_block(
+        &self,
+        block: &Block,
+        id: &Digest,
+        payload: &dyn PayloadSource,
+    ) -> Result<(), ConsensusError> {
         let malformed = |reason: &str| ConsensusError::MalformedBlock {
             block: *id,
             reason: reason.into(),
@@ -402,7 +412,13 @@ impl Core {
         if let Some(tc) = &block.tc {
             verify_tc(&self.cfg.chain_id, &self.cfg.committee, tc)?;
         }
-        verify_proofs(&self.cfg.chain_id, &self.cfg.committee, &block.batches)?;
+        let unverified: Vec<ProofOfAvailability> = block
+            .batches
+            .iter()
+            .filter(|p| !payload.verified_proof(p))
+            .cloned()
+            .collect();
+        verify_proofs(&self.cfg.chain_id, &self.cfg.committee, &unverified)?;
         Ok(())
     }
 
@@ -458,7 +474,7 @@ impl Core {
             Some(_) => return Ok(()),
             None => {}
         }
-        self.check_block(&p.block, &id)?;
+        self.check_block(&p.block, &id, payload)?;
         if self.proposals.len() >= PROPOSALS_TRACKED_MAX {
             self.proposals.pop_first();
         }

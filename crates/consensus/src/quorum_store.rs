@@ -96,6 +96,14 @@ pub struct QuorumStoreStats {
     pub proofs: usize,
     /// Own batches waiting for acknowledgements.
     pub own_unproven: usize,
+    /// Own batches made (since start).
+    pub made: u64,
+    /// Own batches that reached a proof of availability (since start).
+    pub certified: u64,
+    /// Own batches that expired unproven or uncommitted (since start).
+    pub expired_own: u64,
+    /// Batches taken from fetches (since start).
+    pub fetched: u64,
 }
 
 /// What [`QuorumStore::expire`] let go.
@@ -124,7 +132,7 @@ pub struct QuorumStore {
     usage: Vec<(usize, usize)>,
     bytes: usize,
     /// Own batches collecting acknowledgements.
-    own: HashMap<Digest, (BatchInfo, BTreeMap<ValidatorIndex, Signature>)>,
+    own: HashMap<Digest, (BatchInfo, BTreeMap<ValidatorIndex, Signature>, u64)>,
     /// Proofs to propose, in (seq, author) order: seqs are creation times, so this is roughly
     /// first-made first-proposed, and each author's batches stay in their order.
     proofs: BTreeMap<(u64, ValidatorIndex, Digest), ProofOfAvailability>,
@@ -134,6 +142,7 @@ pub struct QuorumStore {
     committed_order: VecDeque<Digest>,
     /// Timestamp of the newest committed block.
     committed_ms: u64,
+    counts: QuorumStoreStats,
     wanted: HashSet<Digest>,
 }
 
@@ -164,6 +173,7 @@ impl QuorumStore {
             committed: HashSet::new(),
             committed_order: VecDeque::new(),
             committed_ms: 0,
+            counts: QuorumStoreStats::default(),
             wanted: HashSet::new(),
         }
     }
@@ -201,10 +211,13 @@ impl QuorumStore {
             txs,
         };
         let info = batch.info();
+        self.counts.made += 1;
         self.store(Arc::new(batch.clone()), info, false);
         let signature = self.keypair.sign(&info.ack_message(&self.chain_id));
-        self.own
-            .insert(info.digest, (info, BTreeMap::from([(self.me, signature)])));
+        self.own.insert(
+            info.digest,
+            (info, BTreeMap::from([(self.me, signature)]), now_ms),
+        );
         let proof = self.try_certify(&info.digest);
         (batch, proof)
     }
@@ -269,6 +282,45 @@ impl QuorumStore {
         })
     }
 
+    /// Own batches still short of a quorum that were last sent at least `after_ms` ago, with the
+    /// validators that have not acknowledged them: the driver sends them again (a batch or an
+    /// acknowledgement may have been lost, or a busy peer dropped it unchecked).
+    pub fn resend_due(
+        &mut self,
+        now_ms: u64,
+        after_ms: u64,
+    ) -> Vec<(Arc<Batch>, Vec<ValidatorIndex>)> {
+        let mut out = Vec::new();
+        for (digest, (_, sigs, sent)) in self.own.iter_mut() {
+            if now_ms < sent.saturating_add(after_ms) {
+                continue;
+            }
+            *sent = now_ms;
+            let Some(stored) = self.stored.get(digest) else {
+                continue;
+            };
+            let missing = (0..self.committee.size() as ValidatorIndex)
+                .filter(|v| !sigs.contains_key(v))
+                .collect();
+            out.push((stored.batch.clone(), missing));
+        }
+        out.sort_by_key(|(b, _)| b.seq);
+        out
+    }
+
+    /// A peer's batch this validator already stores (sent again): acknowledged again without
+    /// another signature check. `None` when it is not stored.
+    pub fn ack_again(&self, batch: &Batch) -> Option<ConsensusMessage> {
+        let info = self.stored.get(&batch.digest())?.info;
+        (info.author == batch.author && info.author != self.me).then(|| {
+            ConsensusMessage::BatchAck {
+                info,
+                author: self.me,
+                signature: self.keypair.sign(&info.ack_message(&self.chain_id)),
+            }
+        })
+    }
+
     /// An acknowledgement of one of this validator's batches; the proof once a quorum signed.
     pub fn on_ack(
         &mut self,
@@ -276,7 +328,7 @@ impl QuorumStore {
         signer: ValidatorIndex,
         signature: Signature,
     ) -> Result<Option<ProofOfAvailability>, BatchError> {
-        let Some((own_info, _)) = self.own.get(&info.digest) else {
+        let Some((own_info, _, _)) = self.own.get(&info.digest) else {
             return Ok(None); // already certified, expired, or not ours
         };
         if *own_info != info {
@@ -294,18 +346,19 @@ impl QuorumStore {
                 author: signer,
             }
         })?;
-        if let Some((_, sigs)) = self.own.get_mut(&info.digest) {
+        if let Some((_, sigs, _)) = self.own.get_mut(&info.digest) {
             sigs.insert(signer, signature);
         }
         Ok(self.try_certify(&info.digest))
     }
 
     fn try_certify(&mut self, digest: &Digest) -> Option<ProofOfAvailability> {
-        let (_, sigs) = self.own.get(digest)?;
+        let (_, sigs, _) = self.own.get(digest)?;
         if sigs.len() < self.committee.quorum() {
             return None;
         }
-        let (info, sigs) = self.own.remove(digest)?;
+        let (info, sigs, _) = self.own.remove(digest)?;
+        self.counts.certified += 1;
         let proof = ProofOfAvailability {
             info,
             signers: sigs.into_iter().collect(),
@@ -411,6 +464,7 @@ impl QuorumStore {
         if !self.wanted.remove(&info.digest) {
             return false;
         }
+        self.counts.fetched += 1;
         self.store(Arc::new(batch), info, true);
         true
     }
@@ -470,13 +524,14 @@ impl QuorumStore {
         let own_expired: Vec<Digest> = self
             .own
             .values()
-            .filter(|(info, _)| info.expires_ms < now_ms)
-            .map(|(info, _)| info.digest)
+            .filter(|(info, _, _)| info.expires_ms < now_ms)
+            .map(|(info, _, _)| info.digest)
             .collect();
         for d in own_expired {
             self.own.remove(&d);
             returned.own.extend(self.batch(&d));
         }
+        self.counts.expired_own += returned.own.len() as u64;
         let committed_ms = self.committed_ms;
         let dropped: Vec<Digest> = self
             .stored
@@ -499,6 +554,7 @@ impl QuorumStore {
             bytes: self.bytes,
             proofs: self.proofs.len(),
             own_unproven: self.own.len(),
+            ..self.counts
         }
     }
 }
@@ -535,6 +591,13 @@ impl PayloadSource for QuorumStore {
             .take(max_batches)
             .cloned()
             .collect()
+    }
+
+    fn verified_proof(&self, proof: &ProofOfAvailability) -> bool {
+        self.proof_keys
+            .get(&proof.info.digest)
+            .and_then(|key| self.proofs.get(key))
+            .is_some_and(|held| held == proof)
     }
 
     fn on_commit(&mut self, blocks: &[Block]) {

@@ -15,12 +15,17 @@ use tracing::{debug, error, warn};
 
 /// A validator cuts a batch of what its clients sent at most this often (or sooner when a full
 /// batch is waiting).
-const BATCH_INTERVAL_MS: u64 = 20;
+const BATCH_INTERVAL_MS: u64 = 40;
 /// Most batches made in one go.
 const BATCHES_PER_TICK_MAX: usize = 8;
 /// Peers' batches waiting for their signature check (each at most `batch_max_bytes`).
 const BATCH_CHECK_QUEUE: usize = 64;
 const TICK_MS: u64 = 10;
+/// An own batch short of a quorum is sent again to those that have not acknowledged it after
+/// this long.
+const RESEND_MS: u64 = 1_000;
+/// Most peers' batches checked and stored with one sync.
+const CHECKS_PER_SYNC_MAX: usize = 16;
 
 struct BatchTask {
     shared: Arc<Shared>,
@@ -138,8 +143,10 @@ impl BatchTask {
         };
         let now = now_ms();
         let mut out = Vec::new();
+        let resend;
         {
             let mut qs = qs.lock().expect("quorum store");
+            resend = qs.resend_due(now, RESEND_MS);
             if now >= self.next_expire_ms {
                 self.next_expire_ms = now + 1_000;
                 let expired = qs.expire(now);
@@ -202,6 +209,12 @@ impl BatchTask {
         for msg in out {
             self.network.broadcast(Bytes::from(codec::encode(&msg)));
         }
+        for (batch, missing) in resend {
+            let bytes = Bytes::from(codec::encode(&ConsensusMessage::Batch((*batch).clone())));
+            for to in missing.into_iter().filter(|v| *v != self.shared.me) {
+                self.network.send(to, bytes.clone());
+            }
+        }
     }
 
     /// A peer's batch: cheap checks here, then its signatures on the checker thread.
@@ -209,13 +222,23 @@ impl BatchTask {
         let Some(qs) = &self.shared.quorum_store else {
             return;
         };
-        if let Err(e) = qs
-            .lock()
-            .expect("quorum store")
-            .check_batch(now_ms(), from, &batch)
-        {
-            debug!(from, error = %e, "batch refused");
-            return;
+        let checked = {
+            let qs = qs.lock().expect("quorum store");
+            match qs.ack_again(&batch) {
+                Some(ack) => Ok(Some(ack)),
+                None => qs.check_batch(now_ms(), from, &batch).map(|_| None),
+            }
+        };
+        match checked {
+            Ok(Some(ack)) => {
+                self.network.send(from, Bytes::from(codec::encode(&ack)));
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                debug!(from, error = %e, "batch refused");
+                return;
+            }
         }
         if self.tx_check.try_send(batch).is_err() {
             debug!(from, "batch dropped: signature checks are behind");
@@ -303,24 +326,41 @@ fn spawn_batch_checker(
     std::thread::Builder::new()
         .name("batch-check".into())
         .spawn(move || {
-            while let Some(batch) = rx.blocking_recv() {
-                let ok = crate::Shared::check_signatures(&batch.txs);
-                if let Some(bad) = ok.iter().position(|ok| !ok) {
-                    warn!(
-                        author = batch.author,
-                        seq = batch.seq,
-                        index = bad,
-                        "batch with an invalid signature refused"
-                    );
+            while let Some(first) = rx.blocking_recv() {
+                // Whatever else is waiting joins this round: one sync for all of them.
+                let mut round = vec![first];
+                while round.len() < CHECKS_PER_SYNC_MAX {
+                    match rx.try_recv() {
+                        Ok(b) => round.push(b),
+                        Err(_) => break,
+                    }
+                }
+                let mut good = Vec::with_capacity(round.len());
+                for batch in round {
+                    let ok = crate::Shared::check_signatures(&batch.txs);
+                    match ok.iter().position(|ok| !ok) {
+                        Some(bad) => warn!(
+                            author = batch.author,
+                            seq = batch.seq,
+                            index = bad,
+                            "batch with an invalid signature refused"
+                        ),
+                        None => good.push((batch.info(), batch)),
+                    }
+                }
+                if good.is_empty() {
                     continue;
                 }
                 // The acknowledgement promises availability, also after a crash.
-                if let Err(e) = shared.store.put_pending_batch(&batch.info(), &batch) {
-                    error!(error = %e, "storing a batch failed; not acknowledged");
+                let refs: Vec<_> = good.iter().map(|(i, b)| (*i, b)).collect();
+                if let Err(e) = shared.store.put_pending_batches(&refs) {
+                    error!(error = %e, "storing batches failed; not acknowledged");
                     continue;
                 }
-                if tx.blocking_send(batch).is_err() {
-                    return;
+                for (_, batch) in good {
+                    if tx.blocking_send(batch).is_err() {
+                        return;
+                    }
                 }
             }
         })

@@ -38,6 +38,14 @@ pub struct Metrics {
     storage_bytes: Gauge,
     /// Open event-stream connections.
     pub event_subscribers: Gauge,
+    quorum_store_batches: Gauge,
+    quorum_store_bytes: Gauge,
+    quorum_store_proofs: Gauge,
+    quorum_store_own_unproven: Gauge,
+    batches_made: Gauge,
+    batches_certified: Gauge,
+    batches_expired: Gauge,
+    batches_fetched: Gauge,
 }
 
 impl Default for Metrics {
@@ -59,6 +67,14 @@ impl Default for Metrics {
             p2p_evicted_connections: Gauge::default(),
             storage_bytes: Gauge::default(),
             event_subscribers: Gauge::default(),
+            quorum_store_batches: Gauge::default(),
+            quorum_store_bytes: Gauge::default(),
+            quorum_store_proofs: Gauge::default(),
+            quorum_store_own_unproven: Gauge::default(),
+            batches_made: Gauge::default(),
+            batches_certified: Gauge::default(),
+            batches_expired: Gauge::default(),
+            batches_fetched: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -133,6 +149,46 @@ impl Default for Metrics {
             "Open event-stream connections",
             m.event_subscribers.clone(),
         );
+        registry.register(
+            "quorum_store_batches",
+            "Batches held by the quorum store (own and peers', until executed or expired)",
+            m.quorum_store_batches.clone(),
+        );
+        registry.register(
+            "quorum_store_bytes",
+            "Bytes of the batches held by the quorum store",
+            m.quorum_store_bytes.clone(),
+        );
+        registry.register(
+            "quorum_store_proofs",
+            "Proofs of availability waiting to be proposed",
+            m.quorum_store_proofs.clone(),
+        );
+        registry.register(
+            "quorum_store_own_unproven",
+            "Own batches waiting for a quorum of acknowledgements",
+            m.quorum_store_own_unproven.clone(),
+        );
+        registry.register(
+            "batches_made",
+            "Own batches made (since start)",
+            m.batches_made.clone(),
+        );
+        registry.register(
+            "batches_certified",
+            "Own batches that reached a proof of availability (since start)",
+            m.batches_certified.clone(),
+        );
+        registry.register(
+            "batches_expired",
+            "Own batches that expired unproven or uncommitted; their transactions are batched again (since start)",
+            m.batches_expired.clone(),
+        );
+        registry.register(
+            "batches_fetched",
+            "Committed batches fetched from a peer to execute (since start)",
+            m.batches_fetched.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -151,6 +207,17 @@ impl Metrics {
             let pool = shared.mempool.lock().expect("mempool lock");
             self.mempool_transactions.set(pool.len() as i64);
             self.mempool_bytes.set(pool.bytes() as i64);
+        }
+        if let Some(qs) = &shared.quorum_store {
+            let st = qs.lock().expect("quorum store").stats();
+            self.quorum_store_batches.set(st.batches as i64);
+            self.quorum_store_bytes.set(st.bytes as i64);
+            self.quorum_store_proofs.set(st.proofs as i64);
+            self.quorum_store_own_unproven.set(st.own_unproven as i64);
+            self.batches_made.set(st.made as i64);
+            self.batches_certified.set(st.certified as i64);
+            self.batches_expired.set(st.expired_own as i64);
+            self.batches_fetched.set(st.fetched as i64);
         }
         let net = &shared.network;
         self.peers_connected

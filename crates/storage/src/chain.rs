@@ -97,12 +97,19 @@ impl<B: KvBackend> ChainStore<B> {
     /// Stores, durably, a batch this validator is about to acknowledge (its acknowledgement
     /// promises the batch is available, also after a crash).
     pub fn put_pending_batch(&self, info: &BatchInfo, batch: &Batch) -> Result<(), StorageError> {
+        self.put_pending_batches(&[(*info, batch)])
+    }
+
+    /// [`ChainStore::put_pending_batch`] for several batches, with one sync.
+    pub fn put_pending_batches(&self, batches: &[(BatchInfo, &Batch)]) -> Result<(), StorageError> {
         let mut wb = WriteBatch::new();
-        wb.put(
-            Column::Blocks,
-            pending_key(info.expires_ms, &info.digest),
-            encode(batch),
-        );
+        for (info, batch) in batches {
+            wb.put(
+                Column::Blocks,
+                pending_key(info.expires_ms, &info.digest),
+                encode(*batch),
+            );
+        }
         self.backend.write(wb, true)
     }
 

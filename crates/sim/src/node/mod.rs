@@ -72,7 +72,9 @@ fn quorum_store_config() -> QuorumStoreConfig {
 }
 
 /// A validator cuts a batch at most this often (as in the node).
-const BATCH_INTERVAL_MS: u64 = 20;
+const BATCH_INTERVAL_MS: u64 = 40;
+/// Own batches short of a quorum are sent again after this long (as in the node).
+const RESEND_MS: u64 = 1_000;
 
 /// Heights above the last certificate for which checkpoint votes are kept (as in the node).
 const CHECKPOINT_WINDOW: u64 = 256;
@@ -579,6 +581,14 @@ fn make_batches(r: &mut Running, now: u64, out: &mut Vec<Effect>) {
         }
         r.store.commit_unsynced(wb).expect("sim disk");
     }
+    for (batch, missing) in qs.resend_due(now, RESEND_MS) {
+        for to in missing {
+            out.push(Effect::Send {
+                to,
+                msg: ConsensusMessage::Batch((*batch).clone()),
+            });
+        }
+    }
     if now < r.next_batch_ms || !qs.can_batch() {
         return;
     }
@@ -603,6 +613,10 @@ fn on_batch(r: &mut Running, now: u64, from: ValidatorIndex, batch: Batch, out: 
     let Some(qs) = r.qs.as_mut() else {
         return;
     };
+    if let Some(ack) = qs.ack_again(&batch) {
+        out.push(Effect::Send { to: from, msg: ack });
+        return;
+    }
     if qs.check_batch(now, from, &batch).is_err() {
         return;
     }
