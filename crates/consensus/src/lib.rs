@@ -16,13 +16,11 @@
 mod checkpoint;
 mod core;
 mod error;
-mod quorum_store;
 mod safety;
 mod verify;
 
 pub use checkpoint::CheckpointAggregator;
 pub use core::{Action, Core, CoreConfig, Event, PayloadSource, Step};
 pub use error::ConsensusError;
-pub use quorum_store::{BatchError, Expired, QuorumStore, QuorumStoreConfig, QuorumStoreStats};
 pub use safety::SafetyData;
 pub use verify::{verify_checkpoint_cert, verify_proofs, verify_qc, verify_tc};

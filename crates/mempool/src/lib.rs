@@ -1,4 +1,5 @@
-//! The mempool: admission of client transactions and their hand-off to the leader's proposals.
+//! The mempool: admission of client transactions and their hand-off to the leader's proposals,
+//! or (batch mode, [`QuorumStore`]) to batches disseminated with proofs of availability.
 //!
 //! Design note: transactions are kept per sender in nonce order until they are committed. A
 //! leader asks for a payload together with the uncommitted blocks its new block extends; for each
@@ -8,6 +9,10 @@
 //! extend) is simply offered again. Commits are reported as soon as consensus decides them, so the
 //! pool never waits for execution. Every structure has a bound: a full pool refuses new
 //! transactions (back-pressure to the client).
+
+mod quorum_store;
+
+pub use quorum_store::{BatchError, Expired, QuorumStore, QuorumStoreConfig, QuorumStoreStats};
 
 use netchain_consensus::PayloadSource;
 use netchain_types::{codec, Block, PublicKey, SignedTransaction, TxId};

@@ -17,10 +17,10 @@ pub use metrics::Metrics;
 
 use anyhow::{bail, Context};
 use netchain_config::{Genesis, NodeConfig};
-use netchain_consensus::{Core, CoreConfig, QuorumStore, QuorumStoreConfig, SafetyData};
+use netchain_consensus::{Core, CoreConfig, SafetyData};
 use netchain_crypto::{KeyFile, Keypair};
 use netchain_execution::Executor;
-use netchain_mempool::{Mempool, MempoolConfig};
+use netchain_mempool::{Mempool, MempoolConfig, QuorumStore, QuorumStoreConfig};
 use netchain_network::{Admission, Inbound, Network, NetworkConfig, NetworkStats};
 use netchain_storage::{ChainStore, ChainTip, FjallBackend, WriteBatch};
 use netchain_types::identity::NodeRole;

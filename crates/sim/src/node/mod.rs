@@ -8,12 +8,11 @@
 
 use crate::disk::SimDisk;
 use netchain_consensus::{
-    Action, CheckpointAggregator, Core, CoreConfig, Event, PayloadSource, QuorumStore,
-    QuorumStoreConfig, SafetyData,
+    Action, CheckpointAggregator, Core, CoreConfig, Event, PayloadSource, SafetyData,
 };
 use netchain_crypto::{verify_each, verify_transaction, Keypair};
 use netchain_execution::Executor;
-use netchain_mempool::{Mempool, MempoolConfig};
+use netchain_mempool::{Mempool, MempoolConfig, QuorumStore, QuorumStoreConfig};
 use netchain_storage::{ChainStore, ChainTip, WriteBatch};
 use netchain_types::registry::Governance;
 use netchain_types::{

@@ -19,7 +19,7 @@
 //! that was committed late, after a partition, and execution would then wait for them forever;
 //! the simulator found this.)
 
-use crate::{verify_proofs, ConsensusError, PayloadSource};
+use netchain_consensus::{verify_proofs, ConsensusError, PayloadSource};
 use netchain_crypto::{verify, Keypair};
 use netchain_types::{
     codec, Batch, BatchInfo, Block, Committee, ConsensusMessage, Digest, ProofOfAvailability,

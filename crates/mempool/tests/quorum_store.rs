@@ -1,13 +1,14 @@
 //! The quorum store: batches, acknowledgements, proofs of availability, bounds and expiry, and
 //! the core's checks of the proofs a block carries.
 
+// The consensus crate's test fixtures (committee keys, hand-built blocks and proposals).
+#[path = "../../consensus/tests/common/mod.rs"]
 mod common;
 
 use common::*;
-use netchain_consensus::{
-    verify_proofs, BatchError, ConsensusError, PayloadSource, QuorumStore, QuorumStoreConfig,
-};
+use netchain_consensus::{verify_proofs, ConsensusError, PayloadSource};
 use netchain_crypto::{sign_transaction, Keypair};
+use netchain_mempool::{BatchError, QuorumStore, QuorumStoreConfig};
 use netchain_types::{
     Batch, Block, ConsensusMessage, Payload, ProofOfAvailability, PublicKey, SignedTransaction,
     Transaction,
@@ -344,6 +345,25 @@ fn the_core_refuses_a_block_carrying_an_invalid_or_repeated_proof_and_votes_for_
         assert!(step.error.is_some(), "{what}: accepted");
         assert!(votes(&step.actions).is_empty(), "{what}: voted");
     }
+    // A store that verified the proof lets the core skip its signatures, but only for exactly
+    // that proof: one with the same batch and a forged signature is checked and refused.
+    let mut holder = QuorumStore::new(
+        QuorumStoreConfig::default(),
+        CHAIN,
+        f.committee.clone(),
+        me,
+        f.keys[me as usize].clone(),
+    );
+    holder.on_proof(0, proof.clone()).unwrap();
+    let mut forged = proof.clone();
+    forged.signers[1].1 = f.keys[3].sign(&forged.info.ack_message(CHAIN));
+    let mut b = b1.clone();
+    b.batches = vec![forged];
+    let mut core = f.core(me);
+    let step = deliver(&mut core, 0, b.author, f.proposal_msg(&b), &mut holder);
+    assert!(step.error.is_some(), "forged signature accepted");
+    assert!(votes(&step.actions).is_empty());
+
     let mut core = f.core(me);
     let mut good: Block = b1.clone();
     good.batches = vec![proof];
