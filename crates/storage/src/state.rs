@@ -5,8 +5,9 @@
 //! Inverting the version makes the newest value for a key hash sort first,
 //! so "newest value at or below version v" is a one-entry range scan.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use jmt::proof::SparseMerkleProof;
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
@@ -66,17 +67,98 @@ fn from_jmt(e: anyhow::Error) -> StorageError {
     }
 }
 
-/// jmt's read interface over a backend.
-struct Reader<'a, B>(&'a B);
+/// Decoded tree nodes of committed versions, newest writes first to stay: every block rewrites
+/// the nodes along its keys' paths, and the next block (and every account read) walks those same
+/// paths, so most node reads are answered here instead of by the store.
+///
+/// Only nodes of versions known to be committed are served (`committed`: the newest version whose
+/// root the store holds, as seen by `apply` and `root`). Nodes are written under keys that include
+/// their version and never change once that version is committed, so a cached node is never
+/// stale; a node cached by an `apply` whose batch was not committed is either rewritten by the
+/// retry of that version or not reachable from its committed root.
+struct NodeCache {
+    inner: Mutex<CacheInner>,
+    /// Newest committed version + 1 (0: none known yet).
+    committed: AtomicU64,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    nodes: HashMap<NodeKey, Node>,
+    order: VecDeque<NodeKey>,
+}
+
+/// Nodes kept by one state tree's cache (~30 MB at most: leaves are ~100 B, internal nodes up
+/// to ~1 kB; a block of 2,000 transfers writes ~20,000 nodes).
+const NODE_CACHE_ENTRIES: usize = 65_536;
+
+impl NodeCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(CacheInner::default()),
+            committed: AtomicU64::new(0),
+            capacity,
+        }
+    }
+
+    fn serves(&self, version: Version) -> bool {
+        version < self.committed.load(Ordering::Acquire)
+    }
+
+    fn committed(&self, version: Version) {
+        self.committed.fetch_max(version + 1, Ordering::AcqRel);
+    }
+
+    fn get(&self, nk: &NodeKey) -> Option<Node> {
+        self.inner.lock().ok()?.nodes.get(nk).cloned()
+    }
+
+    fn insert(&self, entries: impl IntoIterator<Item = (NodeKey, Node)>) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        for (nk, node) in entries {
+            if inner.nodes.insert(nk.clone(), node).is_none() {
+                inner.order.push_back(nk);
+            }
+        }
+        while inner.order.len() > self.capacity {
+            if let Some(old) = inner.order.pop_front() {
+                inner.nodes.remove(&old);
+            }
+        }
+    }
+}
+
+/// jmt's read interface over a backend, through the node cache when there is one.
+struct Reader<'a, B> {
+    backend: &'a B,
+    cache: Option<&'a NodeCache>,
+}
 
 impl<B: KvBackend> TreeReader for Reader<'_, B> {
     fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        let cache = self.cache.filter(|c| c.serves(node_key.version()));
+        if let Some(node) = cache.and_then(|c| c.get(node_key)) {
+            return Ok(Some(node));
+        }
         let key = node_db_key(node_key)?;
-        match self.0.get(Column::JmtNodes, &key)? {
+        match self.backend.get(Column::JmtNodes, &key)? {
             None => Ok(None),
-            Some(bytes) => borsh::from_slice::<Node>(&bytes)
-                .map(Some)
-                .map_err(|e| StorageError::corrupt(Column::JmtNodes, &key, e.to_string()).into()),
+            Some(bytes) => {
+                let node = borsh::from_slice::<Node>(&bytes).map_err(|e| {
+                    anyhow::Error::from(StorageError::corrupt(
+                        Column::JmtNodes,
+                        &key,
+                        e.to_string(),
+                    ))
+                })?;
+                if let Some(c) = cache {
+                    c.insert([(node_key.clone(), node.clone())]);
+                }
+                Ok(Some(node))
+            }
         }
     }
 
@@ -88,7 +170,7 @@ impl<B: KvBackend> TreeReader for Reader<'_, B> {
         let start = value_db_key(&key_hash, max_version);
         let mut end = value_db_key(&key_hash, 0);
         end.push(0); // just past the oldest possible entry for this key hash
-        let rows = self.0.range(Column::JmtValues, &start, &end, 1)?;
+        let rows = self.backend.range(Column::JmtValues, &start, &end, 1)?;
         let Some((k, v)) = rows.into_iter().next() else {
             return Ok(None);
         };
@@ -108,12 +190,16 @@ impl<B: KvBackend> TreeReader for Reader<'_, B> {
 /// Versioned authenticated key-value state stored in a [`KvBackend`].
 pub struct StateTree<B: KvBackend> {
     backend: Arc<B>,
+    cache: NodeCache,
 }
 
 impl<B: KvBackend> StateTree<B> {
     /// A state tree reading nodes from `backend`.
     pub fn new(backend: Arc<B>) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            cache: NodeCache::new(NODE_CACHE_ENTRIES),
+        }
     }
 
     /// The backend the tree reads from.
@@ -122,7 +208,18 @@ impl<B: KvBackend> StateTree<B> {
     }
 
     fn reader(&self) -> Reader<'_, B> {
-        Reader(&self.backend)
+        Reader {
+            backend: &self.backend,
+            cache: Some(&self.cache),
+        }
+    }
+
+    /// A reader of the store alone: for roots, which tell whether a version is committed.
+    fn store_reader(&self) -> Reader<'_, B> {
+        Reader {
+            backend: &self.backend,
+            cache: None,
+        }
     }
 
     /// Computes the root of `version` = previous state + `updates` (`None`
@@ -161,6 +258,14 @@ impl<B: KvBackend> StateTree<B> {
                 borsh::to_vec(node).map_err(|e| StorageError::Tree(format!("encode node: {e}")))?;
             batch.put(Column::JmtNodes, node_db_key(nk)?, bytes);
         }
+        // Served only once this version's root is seen in the store (see `NodeCache`).
+        self.cache.insert(
+            update
+                .node_batch
+                .nodes()
+                .iter()
+                .map(|(nk, node)| (nk.clone(), node.clone())),
+        );
         for ((v, kh), value) in update.node_batch.values() {
             let encoded = match value {
                 None => vec![0],
@@ -179,10 +284,13 @@ impl<B: KvBackend> StateTree<B> {
 
     /// Root hash at `version`, or `None` if that version was never committed.
     pub fn root(&self, version: u64) -> Result<Option<[u8; 32]>, StorageError> {
-        let reader = self.reader();
+        let reader = self.store_reader();
         let root = Jmt::new(&reader)
             .get_root_hash_option(version)
             .map_err(from_jmt)?;
+        if root.is_some() {
+            self.cache.committed(version);
+        }
         Ok(root.map(|r| r.0))
     }
 
