@@ -82,6 +82,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/transactions", post(submit))
         .route("/v1/transactions/batch", post(submit_batch))
+        .route("/v1/transactions/bulk", post(submit_bulk))
         .route("/v1/transactions/{id}", get(tx_status))
         .route("/v1/accounts/{key}", get(account))
         .route("/v1/blocks/{height}", get(block))
@@ -119,6 +120,9 @@ fn decode_tx(shared: &Shared, input: TxInput) -> Result<SignedTransaction, ApiEr
         TxInput::Hex(hex) => {
             let bytes = hex::decode(hex.trim_start_matches("0x"))
                 .map_err(|e| ApiError::bad("malformed", format!("tx hex: {e}")))?;
+            decode_tx(shared, TxInput::Bytes(bytes))
+        }
+        TxInput::Bytes(bytes) => {
             if bytes.len() > shared.tx_bytes_max {
                 return Err(ApiError::bad(
                     "oversize",
@@ -274,6 +278,64 @@ async fn submit_batch(
         accepted,
         rejected,
         results,
+    }))
+}
+
+/// `POST /v1/transactions/bulk`: the binary submit path for load generators and gateways. The
+/// body is a sequence of frames, each a 4-byte little-endian length and that many bytes of a
+/// transaction's canonical (borsh) encoding; `Content-Type` is not looked at. A body that does
+/// not split into whole frames, or holds more than the batch limit, is refused whole. The answer
+/// lists only refused transactions (by position), so it stays small when most are accepted.
+async fn submit_bulk(
+    State(shared): State<Arc<Shared>>,
+    axum::Extension(auth): axum::Extension<Arc<auth::Auth>>,
+    body: axum::body::Bytes,
+) -> ApiResult<types::BulkResponse> {
+    let mut inputs = Vec::new();
+    let mut rest = &body[..];
+    while !rest.is_empty() {
+        if inputs.len() >= shared.submit_batch_max {
+            return Err(ApiError::bad(
+                "oversize",
+                format!("more than {} transactions", shared.submit_batch_max),
+            ));
+        }
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(ApiError::bad("malformed", "a frame's length is cut short"));
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > tail.len() {
+            return Err(ApiError::bad(
+                "malformed",
+                format!(
+                    "frame {} claims {len} bytes, {} left",
+                    inputs.len(),
+                    tail.len()
+                ),
+            ));
+        }
+        inputs.push(TxInput::Bytes(tail[..len].to_vec()));
+        rest = &tail[len..];
+    }
+    let worker = shared.clone();
+    let (accepted, rejected, results) =
+        tokio::task::spawn_blocking(move || admit_all(&worker, &auth, inputs))
+            .await
+            .map_err(ApiError::internal)?;
+    let refused = results
+        .into_iter()
+        .enumerate()
+        .filter(|(_, r)| !r.accepted)
+        .map(|(index, r)| types::BulkRefusal {
+            index,
+            code: r.code.unwrap_or_default(),
+            message: r.message.unwrap_or_default(),
+        })
+        .collect();
+    Ok(Json(types::BulkResponse {
+        accepted,
+        rejected,
+        refused,
     }))
 }
 

@@ -67,6 +67,11 @@ pub fn document() -> Value {
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BatchRequest" } } } },
                 "responses": responses("200", "BatchResponse")
             }},
+            "/v1/transactions/bulk": { "post": {
+                "summary": "Submit many signed transactions in one binary request: frames of a 4-byte little-endian length and the transaction's canonical encoding; only refused ones are listed",
+                "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                "responses": responses("200", "BulkResponse")
+            }},
             "/v1/transactions/{id}": { "get": {
                 "summary": "Status of a transaction: pending, committed at a height, or rejected with a reason",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": hex32 }],
@@ -251,6 +256,10 @@ pub fn document() -> Value {
                 "results": { "type": "array", "items": { "type": "object", "required": ["accepted"], "properties": {
                     "tx_id": { "type": ["string", "null"] }, "accepted": { "type": "boolean" },
                     "code": { "type": ["string", "null"] }, "message": { "type": ["string", "null"] } } } } } },
+            "BulkResponse": { "type": "object", "required": ["accepted", "rejected", "refused"], "properties": {
+                "accepted": { "type": "integer" }, "rejected": { "type": "integer" },
+                "refused": { "type": "array", "items": { "type": "object", "required": ["index", "code", "message"], "properties": {
+                    "index": { "type": "integer" }, "code": { "type": "string" }, "message": { "type": "string" } } } } } },
             "TxStatus": { "type": "object", "required": ["tx_id", "status"], "properties": {
                 "tx_id": hex32, "status": { "enum": ["pending", "committed", "rejected"] },
                 "height": { "type": ["integer", "null"] }, "index": { "type": ["integer", "null"] },

@@ -22,6 +22,8 @@ pub enum TxInput {
     Hex(String),
     /// Structured form.
     Json(Box<SignedTransaction>),
+    /// The borsh encoding (bulk binary submission).
+    Bytes(Vec<u8>),
 }
 
 /// Body of `POST /v1/transactions`: exactly one of `tx_hex` and `tx`.
@@ -102,6 +104,28 @@ pub struct BatchResponse {
     pub rejected: usize,
     /// One entry per input, in order.
     pub results: Vec<BatchItem>,
+}
+
+/// Answer to a bulk binary submission: counts, and only the refused transactions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BulkResponse {
+    /// Accepted count.
+    pub accepted: usize,
+    /// Refused count.
+    pub rejected: usize,
+    /// The refused ones, by position in the request.
+    pub refused: Vec<BulkRefusal>,
+}
+
+/// One refused transaction of a bulk submission.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BulkRefusal {
+    /// Position in the request (0-based).
+    pub index: usize,
+    /// Error code.
+    pub code: String,
+    /// Error message.
+    pub message: String,
 }
 
 /// Status of a transaction.

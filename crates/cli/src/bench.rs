@@ -501,13 +501,13 @@ async fn offer(
             let permit = permits.clone().acquire_owned().await.expect("semaphore");
             let (txs, tracker) = (txs.clone(), tracker.clone());
             tokio::spawn(async move {
-                let result = client.submit_batch(&txs[lo..hi]).await;
+                let result = client.submit_bulk(&txs[lo..hi]).await;
                 let mut t = tracker.lock().expect("tracker");
                 match result {
                     Ok(resp) => {
-                        for (k, item) in resp.results.iter().enumerate() {
-                            if !item.accepted && t.outcome[lo + k] == 0 {
-                                t.outcome[lo + k] = 3;
+                        for r in resp.refused.iter().filter(|r| r.index < hi - lo) {
+                            if t.outcome[lo + r.index] == 0 {
+                                t.outcome[lo + r.index] = 3;
                             }
                         }
                     }

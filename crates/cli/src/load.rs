@@ -157,7 +157,7 @@ pub async fn run(
             handles.push(tokio::spawn(async move {
                 let txs: Vec<_> = batch.iter().map(|(_, t)| t.clone()).collect();
                 let sent_at = Instant::now();
-                (node, batch, sent_at, client.submit_batch(&txs).await)
+                (node, batch, sent_at, client.submit_bulk(&txs).await)
             }));
         }
         for h in handles {
@@ -169,9 +169,15 @@ pub async fn run(
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             match result {
                 Ok(resp) => {
+                    let mut refusals: Vec<Option<String>> = vec![None; batch.len()];
+                    for r in resp.refused {
+                        if let Some(slot) = refusals.get_mut(r.index) {
+                            *slot = Some(r.code);
+                        }
+                    }
                     let mut timed = pending.lock().expect("pending");
-                    for ((a, tx), item) in batch.iter().zip(&resp.results) {
-                        if item.accepted {
+                    for ((a, tx), refusal) in batch.iter().zip(refusals) {
+                        if refusal.is_none() {
                             stats.accepted.fetch_add(1, Ordering::Relaxed);
                             if timed.len() < PENDING_MAX {
                                 // Timed from the request's start: the client's view.
@@ -179,8 +185,8 @@ pub async fn run(
                             }
                         } else {
                             stats.rejected.fetch_add(1, Ordering::Relaxed);
-                            *stats.last_rejection.lock().expect("rej") = item.code.clone();
-                            if item.code.as_deref() == Some("nonce_too_high") {
+                            *stats.last_rejection.lock().expect("rej") = refusal.clone();
+                            if refusal.as_deref() == Some("nonce_too_high") {
                                 // A gap (a node died holding earlier ones): start over from
                                 // the chain's nonce.
                                 resync.push(*a);

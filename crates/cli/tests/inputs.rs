@@ -167,6 +167,76 @@ async fn bad_client_inputs_get_clear_errors_and_change_nothing() {
     let batch = c.submit_batch(&[bad.clone(), good.clone()]).await.unwrap();
     assert_eq!((batch.accepted, batch.rejected), (0, 2));
     assert_eq!(batch.results[0].code.as_deref(), Some("bad_signature"));
+
+    // Bulk binary submission: malformed bodies are refused whole and admit nothing.
+    let next = c.account(&a.public(), false).await.unwrap().nonce;
+    let fresh = transfer(&chain, &a, next, b.public(), 1);
+    let frame = |tx: &netchain_types::SignedTransaction| {
+        let bytes = codec::encode(tx);
+        [(bytes.len() as u32).to_le_bytes().to_vec(), bytes].concat()
+    };
+    let bulk_url = format!("http://{}/v1/transactions/bulk", net.layout.api_address(0));
+    let post_bytes = |body: Vec<u8>| {
+        let url = bulk_url.clone();
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let whole = frame(&fresh);
+    for (body, what) in [
+        (whole[..whole.len() - 1].to_vec(), "frame cut short"),
+        (whole[..3].to_vec(), "length cut short"),
+        (
+            [whole.clone(), vec![0xff, 0xff, 0xff, 0x7f]].concat(),
+            "huge claimed length",
+        ),
+    ] {
+        let (status, json) = post_bytes(body).await;
+        assert_eq!(status, 400, "{what}: {json}");
+        assert_eq!(json["code"], "malformed", "{what}: {json}");
+    }
+    assert!(
+        c.tx_status(&fresh.id()).await.unwrap().is_none(),
+        "admitted from a bad body"
+    );
+    // More frames than the batch limit.
+    let many: Vec<u8> = std::iter::repeat_n(frame(&fresh), 10_001)
+        .flatten()
+        .collect();
+    let (status, json) = post_bytes(many).await;
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (400, Some("oversize")),
+        "{json}"
+    );
+    // A garbage frame, a forged signature and a good transaction: only the good one goes in,
+    // and the answer names the refused ones by position.
+    let garbage = [4u32.to_le_bytes().to_vec(), vec![1, 2, 3, 4]].concat();
+    let body = [garbage, frame(&bad), frame(&fresh)].concat();
+    let (status, json) = post_bytes(body).await;
+    assert_eq!(status, 200, "{json}");
+    let answer: netchain_api::BulkResponse = serde_json::from_value(json).unwrap();
+    assert_eq!((answer.accepted, answer.rejected), (1, 2));
+    let refused: Vec<_> = answer
+        .refused
+        .iter()
+        .map(|r| (r.index, r.code.as_str()))
+        .collect();
+    assert_eq!(refused, vec![(0, "malformed"), (1, "bad_signature")]);
+    assert_eq!(
+        wait_status(&net, &fresh.id(), Duration::from_secs(30)).await,
+        "committed:"
+    );
+    // The client's helper speaks the same format.
+    let again = c.submit_bulk(std::slice::from_ref(&fresh)).await.unwrap();
+    assert_eq!(again.refused[0].code, "nonce_too_low");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

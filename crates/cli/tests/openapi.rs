@@ -385,6 +385,31 @@ impl Contract {
             _ => self.http.post(url).json(&body.unwrap_or(Value::Null)),
         };
         let resp = req.send().await.unwrap();
+        self.answer(method, template, path, resp).await
+    }
+
+    /// A POST with a binary body.
+    async fn post_bytes(&mut self, template: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .post(url)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.answer("post", template, path, resp).await
+    }
+
+    /// Checks an answer against the documented response of `method template`.
+    async fn answer(
+        &mut self,
+        method: &str,
+        template: &str,
+        path: &str,
+        resp: reqwest::Response,
+    ) -> (u16, Value) {
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         let op = &self.doc["paths"][template][method];
@@ -465,6 +490,22 @@ async fn every_endpoint_answers_as_documented() {
         (s, v["accepted"].as_u64(), v["rejected"].as_u64()),
         (200, Some(1), Some(1))
     );
+    // From an account no other call uses (unfunded: admitted, refused by execution).
+    let tx3 = transfer(&chain, &Keypair::from_secret([77; 32]), 0, b.public(), 4);
+    let encoded = codec::encode(&tx3);
+    let body = [(encoded.len() as u32).to_le_bytes().to_vec(), encoded].concat();
+    let (s, v) = c
+        .post_bytes("/v1/transactions/bulk", "/v1/transactions/bulk", body)
+        .await;
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(1)), "{v}");
+    let (s, _) = c
+        .post_bytes(
+            "/v1/transactions/bulk",
+            "/v1/transactions/bulk",
+            vec![9, 0, 0],
+        )
+        .await;
+    assert_eq!(s, 400);
     // Wait for the first transfer to commit and a checkpoint to cover it.
     let start = Instant::now();
     loop {

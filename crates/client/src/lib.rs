@@ -177,6 +177,31 @@ impl Client {
         self.post("/v1/transactions", &body).await
     }
 
+    /// Submits many transactions in one binary request (`POST /v1/transactions/bulk`): the
+    /// answer lists only the refused ones, by position.
+    pub async fn submit_bulk(
+        &self,
+        txs: &[SignedTransaction],
+    ) -> Result<netchain_api::BulkResponse, ClientError> {
+        let mut body = Vec::with_capacity(txs.len() * 200);
+        for tx in txs {
+            let bytes = codec::encode(tx);
+            body.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            body.extend_from_slice(&bytes);
+        }
+        let resp = self
+            .authorized(
+                self.http
+                    .post(format!("{}/v1/transactions/bulk", self.base))
+                    .header("content-type", "application/octet-stream"),
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Self::parse(resp).await
+    }
+
     /// Submits many transactions in one request.
     pub async fn submit_batch(
         &self,
