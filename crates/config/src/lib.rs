@@ -428,6 +428,12 @@ impl NodeConfig {
                  batch_ttl_ms >= 1000",
             ));
         }
+        if self.mempool.tx_bytes_max + 1_024 > c.batch_max_bytes {
+            return Err(invalid(
+                "consensus.batch_max_bytes",
+                "must exceed mempool.tx_bytes_max by 1 KiB (a batch holds at least one)",
+            ));
+        }
         if self.frame_bytes_max < c.block_max_bytes.max(c.batch_max_bytes) + (64 << 10) {
             return Err(invalid(
                 "frame_bytes_max",

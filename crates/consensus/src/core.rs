@@ -82,6 +82,12 @@ pub trait PayloadSource {
     ) -> Vec<ProofOfAvailability> {
         Vec::new()
     }
+    /// Whether a committed block already carried this batch (a block carrying it again is
+    /// refused; a source may forget old ones, so this is a best effort that honest leaders never
+    /// need).
+    fn committed_batch(&self, _digest: &Digest) -> bool {
+        false
+    }
     /// Whether this source verified exactly this proof already (a block carrying it then
     /// needs no second check of its signatures).
     fn verified_proof(&self, _proof: &ProofOfAvailability) -> bool {
@@ -401,6 +407,23 @@ impl Core {
             }
             if proof.info.expires_ms < block.timestamp_ms {
                 return Err(malformed("a batch expired before the block's time"));
+            }
+            if payload.committed_batch(&proof.info.digest) {
+                return Err(malformed("a batch a committed block carried"));
+            }
+        }
+        if !block.batches.is_empty() {
+            // Nor one an uncommitted ancestor carries (execution also skips a batch executed
+            // before, whatever the voters knew).
+            let mut cursor = self.blocks.get(&block.parent_id);
+            while let Some(b) = cursor {
+                if b.round <= self.committed_round {
+                    break;
+                }
+                if b.batches.iter().any(|p| digests.contains(&p.info.digest)) {
+                    return Err(malformed("a batch an ancestor carries"));
+                }
+                cursor = self.blocks.get(&b.parent_id);
             }
         }
         verify_qc(
@@ -1029,6 +1052,11 @@ impl Core {
             &ancestors,
             block.timestamp_ms,
         );
+        // Proofs count against the byte bound too (a large committee's proofs are large).
+        while !block.batches.is_empty() && codec::encode(&block).len() > self.cfg.block_max_bytes {
+            let keep = block.batches.len() / 2;
+            block.batches.truncate(keep);
+        }
         let id = block.id();
         let signature = self
             .keypair

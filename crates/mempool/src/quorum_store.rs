@@ -251,6 +251,14 @@ impl QuorumStore {
         {
             return refused("expiry out of range");
         }
+        // `seq` is the creation time in µs and orders proposals: an author may not date its
+        // batches back to go first.
+        let made_ms = batch.seq / 1_000;
+        if made_ms > now_ms + self.cfg.clock_skew_max_ms
+            || made_ms + self.cfg.batch_ttl_ms + self.cfg.clock_skew_max_ms < now_ms
+        {
+            return refused("sequence number (creation time) out of range");
+        }
         let bytes = codec::encode(batch).len();
         if bytes > self.cfg.batch_max_bytes {
             return refused("too many bytes");
@@ -271,9 +279,10 @@ impl QuorumStore {
     ) -> Result<ConsensusMessage, BatchError> {
         self.check_batch(now_ms, batch.author, &batch)?;
         let info = batch.info();
-        if !self.stored.contains_key(&info.digest) && !self.committed.contains(&info.digest) {
-            self.store(Arc::new(batch), info, false);
+        if self.committed.contains(&info.digest) {
+            return Err(BatchError::Refused("already committed".into()));
         }
+        self.store(Arc::new(batch), info, false);
         let signature = self.keypair.sign(&info.ack_message(&self.chain_id));
         Ok(ConsensusMessage::BatchAck {
             info,
@@ -311,8 +320,17 @@ impl QuorumStore {
     /// A peer's batch this validator already stores (sent again): acknowledged again without
     /// another signature check. `None` when it is not stored.
     pub fn ack_again(&self, batch: &Batch) -> Option<ConsensusMessage> {
-        let info = self.stored.get(&batch.digest())?.info;
-        (info.author == batch.author && info.author != self.me).then(|| {
+        self.ack_again_digest(&batch.digest(), batch.author)
+    }
+
+    /// [`QuorumStore::ack_again`] by digest (computed once by the caller).
+    pub fn ack_again_digest(
+        &self,
+        digest: &Digest,
+        batch_author: ValidatorIndex,
+    ) -> Option<ConsensusMessage> {
+        let info = self.stored.get(digest)?.info;
+        (info.author == batch_author && info.author != self.me).then(|| {
             ConsensusMessage::BatchAck {
                 info,
                 author: self.me,
@@ -443,6 +461,12 @@ impl QuorumStore {
             usage.1 -= stored.info.bytes as usize;
         }
         Some(stored)
+    }
+
+    /// Whether a block committed this batch (as far as this store remembers: the newest
+    /// 100,000).
+    pub fn is_committed(&self, digest: &Digest) -> bool {
+        self.committed.contains(digest)
     }
 
     /// A stored batch.
@@ -591,6 +615,10 @@ impl PayloadSource for QuorumStore {
             .take(max_batches)
             .cloned()
             .collect()
+    }
+
+    fn committed_batch(&self, digest: &Digest) -> bool {
+        self.committed.contains(digest)
     }
 
     fn verified_proof(&self, proof: &ProofOfAvailability) -> bool {

@@ -206,6 +206,13 @@ fn peers_check_author_chain_bounds_and_expiry_before_acknowledging() {
     let mut late = batch.clone();
     late.expires_ms = NOW + 10 * cfg.batch_ttl_ms;
     assert!(qs[1].check_batch(NOW, 0, &late).is_err());
+    // Dated back (its creation time orders proposals) or ahead.
+    let mut early = batch.clone();
+    early.seq = (NOW - 2 * cfg.batch_ttl_ms - cfg.clock_skew_max_ms) * 1_000;
+    assert!(qs[1].check_batch(NOW, 0, &early).is_err());
+    let mut ahead = batch.clone();
+    ahead.seq = (NOW + 2 * cfg.clock_skew_max_ms) * 1_000;
+    assert!(qs[1].check_batch(NOW, 0, &ahead).is_err());
     // The original passes.
     qs[1].check_batch(NOW, 0, &batch).unwrap();
 }
@@ -363,6 +370,52 @@ fn the_core_refuses_a_block_carrying_an_invalid_or_repeated_proof_and_votes_for_
     let step = deliver(&mut core, 0, b.author, f.proposal_msg(&b), &mut holder);
     assert!(step.error.is_some(), "forged signature accepted");
     assert!(votes(&step.actions).is_empty());
+
+    // A batch an uncommitted ancestor carries, or one a committed block carried, is refused.
+    let mut core = f.core(me);
+    let mut first = b1.clone();
+    first.batches = vec![proof.clone()];
+    assert!(deliver(
+        &mut core,
+        0,
+        first.author,
+        f.proposal_msg(&first),
+        &mut NoPayload
+    )
+    .error
+    .is_none());
+    let q1 = f.full_qc(&first);
+    let mut again = f.child(2, &first, &q1);
+    again.batches = vec![proof.clone()];
+    let step = deliver(
+        &mut core,
+        0,
+        again.author,
+        f.proposal_msg(&again),
+        &mut NoPayload,
+    );
+    assert!(step.error.is_some(), "a batch an ancestor carries accepted");
+    assert!(votes(&step.actions).is_empty());
+    let mut remembers = QuorumStore::new(
+        QuorumStoreConfig::default(),
+        CHAIN,
+        f.committee.clone(),
+        me,
+        f.keys[me as usize].clone(),
+    );
+    remembers.on_commit(std::slice::from_ref(&first));
+    let mut core = f.core(me);
+    let mut later = b1.clone();
+    later.batches = vec![proof.clone()];
+    let step = deliver(
+        &mut core,
+        0,
+        later.author,
+        f.proposal_msg(&later),
+        &mut remembers,
+    );
+    assert!(step.error.is_some(), "a committed batch accepted again");
+    assert!(remembers.is_committed(&proof.info.digest));
 
     let mut core = f.core(me);
     let mut good: Block = b1.clone();

@@ -158,7 +158,7 @@ impl Shared {
                 let id = result.inspect_err(|e| self.metrics.rejected(e.code()))?;
                 // Best effort: a full gossip queue only means other leaders learn of it later.
                 // With batching, the transaction travels in this validator's next batch instead.
-                if self.quorum_store.is_none() {
+                if !self.batching {
                     let _ = self.tx_gossip.try_send(tx);
                 }
                 Ok(id)

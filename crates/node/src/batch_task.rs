@@ -7,7 +7,7 @@ use crate::{now_ms, Shared};
 use bytes::Bytes;
 use netchain_network::{Inbound, Network};
 use netchain_types::{codec, Batch, ConsensusMessage, Digest, ValidatorIndex};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -21,6 +21,8 @@ const BATCHES_PER_TICK_MAX: usize = 8;
 /// Peers' batches waiting for their signature check (each at most `batch_max_bytes`).
 const BATCH_CHECK_QUEUE: usize = 64;
 const TICK_MS: u64 = 10;
+/// Messages for consensus queued here at most while it is busy.
+const CONSENSUS_PENDING_MAX: usize = 20_000;
 /// An own batch short of a quorum is sent again to those that have not acknowledged it after
 /// this long.
 const RESEND_MS: u64 = 1_000;
@@ -35,11 +37,16 @@ struct BatchTask {
     next_expire_ms: u64,
     /// Answers to a peer wait while more than this is queued to it.
     serve_bytes_max: usize,
+    /// Digests of peers' batches with the signature checker (a copy sent again meanwhile is
+    /// not checked twice). Bounded by the checker's queues.
+    checking: HashSet<Digest>,
 }
 
-/// Starts the task. Messages for consensus wait in a queue while the consensus task is busy;
-/// each holds its share of its sender's inbound byte budget (see `netchain_network::Inbound`),
-/// which bounds that queue.
+/// Starts the task. Messages for consensus wait in a queue of at most `CONSENSUS_PENDING_MAX`
+/// while the consensus task is busy (it may wait for execution, which may wait for a batch
+/// fetch answered through this task). They give back their sender's inbound byte budget when
+/// queued here, so the network keeps reading; when the queue is full, newer ones are dropped
+/// (consensus recovers them by sync and timeouts).
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     network: Network,
@@ -48,7 +55,7 @@ pub(crate) fn spawn(
     frame_bytes_max: usize,
 ) {
     let (tx_check, rx_check) = mpsc::channel::<Batch>(BATCH_CHECK_QUEUE);
-    let (tx_checked, mut rx_checked) = mpsc::channel::<Batch>(BATCH_CHECK_QUEUE);
+    let (tx_checked, mut rx_checked) = mpsc::channel::<(Batch, bool)>(BATCH_CHECK_QUEUE);
     spawn_batch_checker(shared.clone(), rx_check, tx_checked);
     let mut task = BatchTask {
         shared,
@@ -57,30 +64,35 @@ pub(crate) fn spawn(
         next_batch_ms: 0,
         next_expire_ms: 0,
         serve_bytes_max: frame_bytes_max / 2,
+        checking: HashSet::new(),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pending: VecDeque<Inbound<ConsensusMessage>> = VecDeque::new();
+        let mut pending: VecDeque<(ValidatorIndex, ConsensusMessage)> = VecDeque::new();
         loop {
             tokio::select! {
                 msg = rx_network.recv() => match msg {
                     Some(inbound) => {
                         if let Some(other) = task.on_message(inbound) {
-                            pending.push_back(other);
+                            if pending.len() < CONSENSUS_PENDING_MAX {
+                                pending.push_back(other.into_parts());
+                            } else {
+                                debug!("consensus busy: message dropped");
+                            }
                         }
                     }
                     None => return,
                 },
                 permit = tx_consensus.reserve(), if !pending.is_empty() => match permit {
                     Ok(permit) => {
-                        if let Some(inbound) = pending.pop_front() {
-                            permit.send(inbound);
+                        if let Some((from, msg)) = pending.pop_front() {
+                            permit.send(Inbound::local(from, msg));
                         }
                     }
                     Err(_) => return,
                 },
-                Some(batch) = rx_checked.recv() => task.on_checked_batch(batch),
+                Some((batch, ok)) = rx_checked.recv() => task.on_checked_batch(batch, ok),
                 _ = tick.tick() => task.make_batches(),
             }
         }
@@ -142,7 +154,7 @@ impl BatchTask {
             return;
         };
         let now = now_ms();
-        let mut out = Vec::new();
+        let mut made = Vec::new();
         let resend;
         {
             let mut qs = qs.lock().expect("quorum store");
@@ -167,7 +179,7 @@ impl BatchTask {
                     }
                 }
             }
-            if now >= self.next_batch_ms {
+            if self.shared.batching && now >= self.next_batch_ms {
                 let (max_txs, max_bytes) = {
                     let c = qs.config();
                     // Room for the batch's own fields.
@@ -188,26 +200,34 @@ impl BatchTask {
                     }
                     let full = txs.len() >= max_txs;
                     let (batch, proof) = qs.make_batch(now, txs);
-                    // Our own acknowledgement promises the batch survives a crash.
-                    let stored = tokio::task::block_in_place(|| {
-                        self.shared.store.put_pending_batch(&batch.info(), &batch)
-                    });
-                    if let Err(e) = stored {
-                        error!(error = %e, "storing an own batch failed");
-                    }
-                    out.push(ConsensusMessage::Batch(batch));
-                    out.extend(proof.map(ConsensusMessage::Proof));
+                    made.push((batch, proof));
                     if !full {
                         break;
                     }
                 }
-                if !out.is_empty() {
+                if !made.is_empty() {
                     self.next_batch_ms = now + BATCH_INTERVAL_MS;
                 }
             }
         }
-        for msg in out {
+        if !made.is_empty() {
+            // Our own acknowledgement promises the batches survive a crash: stored (one sync,
+            // outside the quorum store's lock) before anyone sees them.
+            let refs: Vec<_> = made.iter().map(|(b, _)| (b.info(), b)).collect();
+            let stored =
+                tokio::task::block_in_place(|| self.shared.store.put_pending_batches(&refs));
+            if let Err(e) = stored {
+                error!(error = %e, "storing own batches failed; not sent");
+                return;
+            }
+        }
+        for (batch, proof) in made {
+            let msg = ConsensusMessage::Batch(batch);
             self.network.broadcast(Bytes::from(codec::encode(&msg)));
+            if let Some(proof) = proof {
+                let msg = ConsensusMessage::Proof(proof);
+                self.network.broadcast(Bytes::from(codec::encode(&msg)));
+            }
         }
         for (batch, missing) in resend {
             let bytes = Bytes::from(codec::encode(&ConsensusMessage::Batch((*batch).clone())));
@@ -222,9 +242,20 @@ impl BatchTask {
         let Some(qs) = &self.shared.quorum_store else {
             return;
         };
+        if batch.author != from {
+            debug!(from, "batch relayed by another validator dropped");
+            return;
+        }
+        let digest = batch.digest();
+        if self.checking.contains(&digest) {
+            return; // a copy of one being checked
+        }
         let checked = {
             let qs = qs.lock().expect("quorum store");
-            match qs.ack_again(&batch) {
+            if qs.is_committed(&digest) {
+                return;
+            }
+            match qs.ack_again_digest(&digest, from) {
                 Some(ack) => Ok(Some(ack)),
                 None => qs.check_batch(now_ms(), from, &batch).map(|_| None),
             }
@@ -240,16 +271,29 @@ impl BatchTask {
                 return;
             }
         }
-        if self.tx_check.try_send(batch).is_err() {
+        if self.checking.len() >= 2 * BATCH_CHECK_QUEUE + CHECKS_PER_SYNC_MAX {
             debug!(from, "batch dropped: signature checks are behind");
+            return;
+        }
+        match self.tx_check.try_send(batch) {
+            Ok(()) => {
+                self.checking.insert(digest);
+            }
+            Err(_) => debug!(from, "batch dropped: signature checks are behind"),
         }
     }
 
-    /// A peer's batch whose signatures all verified: stored and acknowledged.
-    fn on_checked_batch(&mut self, batch: Batch) {
+    /// A peer's batch back from the checker: if every signature verified (it is then stored
+    /// durably), kept and acknowledged.
+    fn on_checked_batch(&mut self, batch: Batch, ok: bool) {
+        let info = batch.info();
+        self.checking.remove(&info.digest);
         let Some(qs) = &self.shared.quorum_store else {
             return;
         };
+        if !ok {
+            return;
+        }
         let author = batch.author;
         let result = qs
             .lock()
@@ -259,7 +303,17 @@ impl BatchTask {
             Ok(ack) => {
                 self.network.send(author, Bytes::from(codec::encode(&ack)));
             }
-            Err(e) => debug!(author, error = %e, "batch not acknowledged"),
+            Err(e) => {
+                debug!(author, error = %e, "batch not acknowledged");
+                // Stored by the checker but not kept: its record goes too.
+                let mut wb = netchain_storage::WriteBatch::new();
+                netchain_storage::ChainStore::<crate::Backend>::delete_pending_batch(
+                    &mut wb, &info,
+                );
+                if let Err(e) = self.shared.store.commit_unsynced(wb) {
+                    warn!(error = %e, "deleting a refused batch failed");
+                }
+            }
         }
     }
 
@@ -321,7 +375,7 @@ impl BatchTask {
 fn spawn_batch_checker(
     shared: Arc<Shared>,
     mut rx: mpsc::Receiver<Batch>,
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::Sender<(Batch, bool)>,
 ) {
     std::thread::Builder::new()
         .name("batch-check".into())
@@ -336,29 +390,39 @@ fn spawn_batch_checker(
                     }
                 }
                 let mut good = Vec::with_capacity(round.len());
+                let mut bad = Vec::new();
                 for batch in round {
                     let ok = crate::Shared::check_signatures(&batch.txs);
                     match ok.iter().position(|ok| !ok) {
-                        Some(bad) => warn!(
-                            author = batch.author,
-                            seq = batch.seq,
-                            index = bad,
-                            "batch with an invalid signature refused"
-                        ),
+                        Some(index) => {
+                            warn!(
+                                author = batch.author,
+                                seq = batch.seq,
+                                index,
+                                "batch with an invalid signature refused"
+                            );
+                            bad.push(batch);
+                        }
                         None => good.push((batch.info(), batch)),
                     }
                 }
-                if good.is_empty() {
-                    continue;
-                }
                 // The acknowledgement promises availability, also after a crash.
                 let refs: Vec<_> = good.iter().map(|(i, b)| (*i, b)).collect();
-                if let Err(e) = shared.store.put_pending_batches(&refs) {
-                    error!(error = %e, "storing batches failed; not acknowledged");
-                    continue;
-                }
-                for (_, batch) in good {
-                    if tx.blocking_send(batch).is_err() {
+                let stored = refs.is_empty() || {
+                    match shared.store.put_pending_batches(&refs) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            error!(error = %e, "storing batches failed; not acknowledged");
+                            false
+                        }
+                    }
+                };
+                let results = good
+                    .into_iter()
+                    .map(|(_, b)| (b, stored))
+                    .chain(bad.into_iter().map(|b| (b, false)));
+                for result in results {
+                    if tx.blocking_send(result).is_err() {
                         return;
                     }
                 }

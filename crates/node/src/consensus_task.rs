@@ -122,7 +122,12 @@ impl ConsensusTask {
     async fn step(&mut self, event: Event) {
         let mut next = Some(event);
         while let Some(event) = next.take() {
-            let step = match &self.shared.quorum_store {
+            let step = match self
+                .shared
+                .quorum_store
+                .as_ref()
+                .filter(|_| self.shared.batching)
+            {
                 Some(qs) => {
                     let mut qs = qs.lock().expect("quorum store");
                     self.core.handle(now_ms(), event, &mut *qs)
@@ -178,6 +183,14 @@ impl ConsensusTask {
                 self.loopback.push_back(msg);
             }
             Action::Commit { blocks, commit_qc } => {
+                if !self.shared.batching {
+                    // The quorum store is not the core's payload source here; it still learns
+                    // of commits (its garbage collection goes by committed time).
+                    if let Some(qs) = &self.shared.quorum_store {
+                        use netchain_consensus::PayloadSource;
+                        qs.lock().expect("quorum store").on_commit(&blocks);
+                    }
+                }
                 if self.tx_commit.send((blocks, commit_qc)).await.is_err() {
                     warn!("execution stopped; dropping committed blocks");
                 }

@@ -44,7 +44,13 @@ pub(crate) fn spawn(
                         );
                         std::process::exit(70);
                     }
-                    let batches = resolve_batches(&shared, &network, block);
+                    let batches = match resolve_batches(&shared, &network, block) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            error!(error = %e, height = block.height, "reading batches failed; exiting");
+                            std::process::exit(70);
+                        }
+                    };
                     match execute_one(&shared, &keypair, &mut tip, block, &batches, qc) {
                         Ok(vote) => {
                             network.broadcast(Bytes::from(codec::encode(&vote)));
@@ -73,56 +79,89 @@ fn forget_batches(shared: &Shared, block: &Block) {
     }
 }
 
-/// The batches a committed block names, from the quorum store or else fetched from their
-/// signers (asked in turn until one answers: a proof means at least f + 1 honest validators
-/// stored the batch, and those that executed it keep it in their block store).
-fn resolve_batches(shared: &Shared, network: &Network, block: &Block) -> Vec<Arc<Batch>> {
-    let mut out = Vec::with_capacity(block.batches.len());
-    for proof in &block.batches {
+/// The batches a committed block names, from the quorum store or else fetched: all missing
+/// ones are asked for at once, each of one of its signers (a proof means at least f + 1 honest
+/// validators stored the batch, and those that executed it keep it in their block store), then
+/// again of the next validator every 200 ms until one answers. `None` for a batch an earlier
+/// block executed already: it is not executed twice (a Byzantine leader may name it again;
+/// every validator skips it alike, since its block store says so).
+fn resolve_batches(
+    shared: &Shared,
+    network: &Network,
+    block: &Block,
+) -> anyhow::Result<Vec<Option<Arc<Batch>>>> {
+    let mut out: Vec<Option<Arc<Batch>>> = Vec::with_capacity(block.batches.len());
+    let mut missing = Vec::new();
+    for (i, proof) in block.batches.iter().enumerate() {
         let digest = proof.info.digest;
-        let started = Instant::now();
-        let mut asked: Option<Instant> = None;
-        let mut next_signer = 0usize;
-        let mut warned = false;
-        loop {
-            let held = shared
-                .quorum_store
-                .as_ref()
-                .and_then(|qs| qs.lock().expect("quorum store").batch(&digest));
-            if let Some(batch) = held {
-                out.push(batch);
-                break;
+        if shared.store.batch(&digest)?.is_some() {
+            out.push(None);
+            continue;
+        }
+        let held = shared
+            .quorum_store
+            .as_ref()
+            .and_then(|qs| qs.lock().expect("quorum store").batch(&digest));
+        if held.is_none() {
+            missing.push(i);
+        }
+        out.push(held);
+    }
+    let started = Instant::now();
+    let mut attempt = 0usize;
+    let mut warned = false;
+    while !missing.is_empty() {
+        for &i in &missing {
+            let proof = &block.batches[i];
+            let digest = proof.info.digest;
+            if let Some(qs) = &shared.quorum_store {
+                qs.lock().expect("quorum store").want(digest);
             }
-            if let Ok(Some(batch)) = shared.store.batch(&digest) {
-                out.push(Arc::new(batch));
-                break;
-            }
-            if asked.is_none_or(|t| t.elapsed() >= FETCH_RETRY) {
-                if let Some(qs) = &shared.quorum_store {
-                    qs.lock().expect("quorum store").want(digest);
+            // First the signers (they promised it), from a place that differs per batch, then
+            // every other validator (those that executed the block hold it too).
+            let mut order: Vec<_> = proof.signers.iter().map(|s| s.0).collect();
+            let start = digest.0[0] as usize % order.len().max(1);
+            order.rotate_left(start);
+            for v in 0..shared.committee().size() as netchain_types::ValidatorIndex {
+                if !order.contains(&v) {
+                    order.push(v);
                 }
-                let signers: Vec<_> = proof
-                    .signers
-                    .iter()
-                    .map(|s| s.0)
-                    .filter(|s| *s != shared.me)
-                    .collect();
-                if !signers.is_empty() {
-                    let to = signers[next_signer % signers.len()];
-                    next_signer += 1;
-                    let msg = ConsensusMessage::BatchRequest { digest };
-                    network.send(to, Bytes::from(codec::encode(&msg)));
-                }
-                asked = Some(Instant::now());
             }
-            if !warned && started.elapsed() > Duration::from_secs(5) {
-                warned = true;
-                warn!(height = block.height, batch = %digest, "waiting for a committed batch");
+            order.retain(|v| *v != shared.me);
+            if let Some(&to) = order.get(attempt % order.len().max(1)) {
+                let msg = ConsensusMessage::BatchRequest { digest };
+                network.send(to, Bytes::from(codec::encode(&msg)));
             }
+        }
+        attempt += 1;
+        let asked = Instant::now();
+        while !missing.is_empty() && asked.elapsed() < FETCH_RETRY {
             std::thread::sleep(FETCH_POLL);
+            missing.retain(|&i| {
+                let digest = block.batches[i].info.digest;
+                let held = shared
+                    .quorum_store
+                    .as_ref()
+                    .and_then(|qs| qs.lock().expect("quorum store").batch(&digest));
+                match held {
+                    Some(b) => {
+                        out[i] = Some(b);
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
+        if !warned && !missing.is_empty() && started.elapsed() > Duration::from_secs(5) {
+            warned = true;
+            warn!(
+                height = block.height,
+                missing = missing.len(),
+                "waiting for committed batches"
+            );
         }
     }
-    out
+    Ok(out)
 }
 
 fn execute_one(
@@ -130,7 +169,7 @@ fn execute_one(
     keypair: &Keypair,
     tip: &mut ChainTip,
     block: &Block,
-    batches: &[Arc<Batch>],
+    batches: &[Option<Arc<Batch>>],
     qc: QuorumCert,
 ) -> anyhow::Result<ConsensusMessage> {
     let inline = block.payload.len();
@@ -139,7 +178,7 @@ fn execute_one(
     } else {
         let mut txs = Vec::with_capacity(block.tx_count());
         txs.extend_from_slice(&block.payload);
-        for b in batches {
+        for b in batches.iter().flatten() {
             txs.extend_from_slice(&b.txs);
         }
         txs
@@ -153,7 +192,9 @@ fn execute_one(
         })?;
     let mut batch = out.batch;
     for (proof, b) in block.batches.iter().zip(batches) {
-        ChainStore::<crate::Backend>::put_batch(&mut batch, &proof.info.digest, b);
+        if let Some(b) = b {
+            ChainStore::<crate::Backend>::put_batch(&mut batch, &proof.info.digest, b);
+        }
         ChainStore::<crate::Backend>::delete_pending_batch(&mut batch, &proof.info);
     }
     ChainStore::<crate::Backend>::put_block(&mut batch, block);
@@ -171,7 +212,7 @@ fn execute_one(
         let mut mempool = shared.mempool.lock().expect("mempool lock");
         mempool.on_executed(block.height, &out.nonces);
         // Own transactions refused without using their nonce may be batched again.
-        for b in batches.iter().filter(|b| b.author == shared.me) {
+        for b in batches.iter().flatten().filter(|b| b.author == shared.me) {
             mempool.unbatch(&b.txs);
         }
     }

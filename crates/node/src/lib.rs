@@ -73,6 +73,9 @@ pub struct Shared {
     /// Batched dissemination (`[consensus] batching`): the batches, acknowledgements and proofs
     /// of availability. Lock order: the quorum store before the mempool.
     pub quorum_store: Option<Mutex<QuorumStore>>,
+    /// Whether this node makes batches and proposes proofs (`[consensus] batching`); without,
+    /// it gossips its clients' transactions and proposes them in blocks.
+    pub batching: bool,
     /// Live figures.
     pub status: RwLock<NodeStatus>,
     /// Transport counters.
@@ -356,7 +359,10 @@ impl Node {
         let metrics = Metrics::default();
         metrics.height.set(tip.block.height as i64);
         let registered_senders = executor.requires_registered_senders(tip.block.height)?;
-        let quorum_store = if p.batching {
+        // Every node keeps a quorum store, also with `batching = false`: it then makes no batches
+        // and proposes transactions, but still acknowledges, serves and fetches peers' batches,
+        // so blocks from batching leaders execute here too.
+        let quorum_store = {
             let mut qs = QuorumStore::new(
                 QuorumStoreConfig {
                     batch_max_txs: p.batch_max_txs,
@@ -386,11 +392,10 @@ impl Node {
                 "acknowledged batches restored"
             );
             Some(Mutex::new(qs))
-        } else {
-            None
         };
         let shared = Arc::new(Shared {
             quorum_store,
+            batching: p.batching,
             registered_senders,
             access: cfg.access.clone(),
             verified: admission::VerifiedCache::new(VERIFIED_CACHE_ENTRIES),
