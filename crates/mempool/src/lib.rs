@@ -213,15 +213,7 @@ impl Mempool {
             *next = (*next).max(tx.tx.nonce.saturating_add(1));
         }
         let start = self.cursor;
-        let order: Vec<PublicKey> = match start {
-            Some(c) => self
-                .senders
-                .range((Bound::Excluded(c), Bound::Unbounded))
-                .chain(self.senders.range(..=c))
-                .map(|(k, _)| *k)
-                .collect(),
-            None => self.senders.keys().copied().collect(),
-        };
+        let order = self.senders_after(start);
         let mut out = Vec::new();
         let mut bytes = 0;
         'senders: for sender in order {
@@ -249,11 +241,9 @@ impl Mempool {
         out
     }
 
-    /// Batch mode: takes transactions not yet in a batch (senders in turn, each sender's
-    /// consecutive nonces), and marks them batched. They stay in the pool, counted against its
-    /// bounds, until execution moves their sender's nonce past them.
-    pub fn take_batch(&mut self, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction> {
-        let order: Vec<PublicKey> = match self.batch_cursor {
+    /// Every sender, in key order starting after `cursor` and wrapping round (round-robin).
+    fn senders_after(&self, cursor: Option<PublicKey>) -> Vec<PublicKey> {
+        match cursor {
             Some(c) => self
                 .senders
                 .range((Bound::Excluded(c), Bound::Unbounded))
@@ -261,7 +251,14 @@ impl Mempool {
                 .map(|(k, _)| *k)
                 .collect(),
             None => self.senders.keys().copied().collect(),
-        };
+        }
+    }
+
+    /// Batch mode: takes transactions not yet in a batch (senders in turn, each sender's
+    /// consecutive nonces), and marks them batched. They stay in the pool, counted against its
+    /// bounds, until execution moves their sender's nonce past them.
+    pub fn take_batch(&mut self, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction> {
+        let order = self.senders_after(self.batch_cursor);
         let mut out = Vec::new();
         let mut bytes = 0;
         'senders: for sender in order {
