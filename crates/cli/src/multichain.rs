@@ -7,7 +7,7 @@
 use crate::layout::{self, Layout, LayoutParams};
 use crate::load::{self, LoadStats};
 use crate::procs::{netchaind_path, wait_ready, NodeProcess};
-use crate::testnet::statuses;
+use crate::testnet::{committed_total, statuses};
 use anyhow::{bail, Context};
 use netchain_api::chains::ChainView;
 use netchain_client::Client;
@@ -397,13 +397,7 @@ async fn drive(opts: &MultiOptions, chains: &mut [Chain]) -> anyhow::Result<bool
     let stop = Arc::new(AtomicBool::new(false));
     let mut loads = Vec::new();
     for c in chains.iter_mut() {
-        c.base_total = statuses(&c.clients)
-            .await
-            .iter()
-            .flatten()
-            .map(|s| s.committed_txs_total)
-            .max()
-            .unwrap_or(0);
+        c.base_total = committed_total(&c.clients).await;
         if opts.load_tps > 0 {
             loads.push(tokio::spawn(load::run(
                 c.clients.clone(),
@@ -475,13 +469,7 @@ async fn drive(opts: &MultiOptions, chains: &mut [Chain]) -> anyhow::Result<bool
     // Throughput counts what committed while the load ran; the drain's commits are shown apart.
     let mut in_window = Vec::with_capacity(chains.len());
     for c in chains.iter() {
-        let total = statuses(&c.clients)
-            .await
-            .iter()
-            .flatten()
-            .map(|s| s.committed_txs_total)
-            .max()
-            .unwrap_or(0);
+        let total = committed_total(&c.clients).await;
         in_window.push(total.saturating_sub(c.base_total));
     }
     // Let the pools drain and the last checkpoints reach the root.

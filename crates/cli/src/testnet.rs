@@ -28,6 +28,17 @@ pub struct TestnetOptions {
 }
 
 /// The status of every node (None where it does not answer).
+/// The highest `committed_txs_total` among the validators that answer (0 if none does).
+pub async fn committed_total(clients: &[Client]) -> u64 {
+    statuses(clients)
+        .await
+        .iter()
+        .flatten()
+        .map(|s| s.committed_txs_total)
+        .max()
+        .unwrap_or(0)
+}
+
 pub async fn statuses(clients: &[Client]) -> Vec<Option<StatusResponse>> {
     let futures: Vec<_> = clients.iter().map(|c| c.status()).collect();
     let mut out = Vec::new();
@@ -83,13 +94,7 @@ pub async fn run(opts: TestnetOptions) -> anyhow::Result<bool> {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let base_total = statuses(&clients)
-        .await
-        .iter()
-        .flatten()
-        .map(|s| s.committed_txs_total)
-        .max()
-        .unwrap_or(0);
+    let base_total = committed_total(&clients).await;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -150,14 +155,7 @@ pub async fn run(opts: TestnetOptions) -> anyhow::Result<bool> {
     let elapsed = start.elapsed();
     // What committed while the load ran is the throughput; what the pools still held is counted
     // after a drain, apart.
-    let in_window = statuses(&clients)
-        .await
-        .iter()
-        .flatten()
-        .map(|s| s.committed_txs_total)
-        .max()
-        .unwrap_or(0)
-        .saturating_sub(base_total);
+    let in_window = committed_total(&clients).await.saturating_sub(base_total);
     let drain_start = Instant::now();
     while drain_start.elapsed() < Duration::from_secs(15) {
         let st = statuses(&clients).await;

@@ -216,7 +216,7 @@ impl Mempool {
         let order = self.senders_after(start);
         let mut out = Vec::new();
         let mut bytes = 0;
-        'senders: for sender in order {
+        for sender in order {
             if out.len() >= max_txs {
                 break;
             }
@@ -224,17 +224,8 @@ impl Mempool {
             let first = queue
                 .committed_nonce
                 .max(in_chain.get(&sender).copied().unwrap_or(0));
-            // Consecutive nonces only: stop at the first gap.
-            for ((nonce, tx), expected) in queue.txs.range(first..).zip(first..) {
-                if *nonce != expected || out.len() >= max_txs {
-                    break;
-                }
-                let size = codec::encode(tx).len();
-                if bytes + size > max_bytes {
-                    break 'senders;
-                }
-                bytes += size;
-                out.push(tx.clone());
+            if take_consecutive(&queue.txs, first, max_txs, max_bytes, &mut out, &mut bytes).1 {
+                break;
             }
             self.cursor = Some(sender);
         }
@@ -261,7 +252,7 @@ impl Mempool {
         let order = self.senders_after(self.batch_cursor);
         let mut out = Vec::new();
         let mut bytes = 0;
-        'senders: for sender in order {
+        for sender in order {
             if out.len() >= max_txs {
                 break;
             }
@@ -269,17 +260,13 @@ impl Mempool {
                 continue;
             };
             let first = queue.committed_nonce.max(queue.batched);
-            for ((nonce, tx), expected) in queue.txs.range(first..).zip(first..) {
-                if *nonce != expected || out.len() >= max_txs {
-                    break;
-                }
-                let size = codec::encode(tx).len();
-                if bytes + size > max_bytes {
-                    break 'senders;
-                }
-                bytes += size;
-                queue.batched = nonce + 1;
-                out.push(tx.clone());
+            let (taken, full) =
+                take_consecutive(&queue.txs, first, max_txs, max_bytes, &mut out, &mut bytes);
+            if taken > 0 {
+                queue.batched = first + taken as u64;
+            }
+            if full {
+                break;
             }
             self.batch_cursor = Some(sender);
         }
@@ -364,6 +351,33 @@ impl Mempool {
             }
         }
     }
+}
+
+/// Appends a sender's consecutive nonces from `first` on (stopping at the first gap) to `out`,
+/// within `max_txs` in `out` and `max_bytes` in `bytes`. Returns how many it took and whether
+/// the byte bound stopped it (then no other sender fits either).
+fn take_consecutive(
+    txs: &BTreeMap<u64, SignedTransaction>,
+    first: u64,
+    max_txs: usize,
+    max_bytes: usize,
+    out: &mut Vec<SignedTransaction>,
+    bytes: &mut usize,
+) -> (usize, bool) {
+    let mut taken = 0;
+    for ((nonce, tx), expected) in txs.range(first..).zip(first..) {
+        if *nonce != expected || out.len() >= max_txs {
+            break;
+        }
+        let size = codec::encode(tx).len();
+        if *bytes + size > max_bytes {
+            return (taken, true);
+        }
+        *bytes += size;
+        taken += 1;
+        out.push(tx.clone());
+    }
+    (taken, false)
 }
 
 impl PayloadSource for Mempool {
