@@ -126,17 +126,49 @@ impl Filter {
     }
 }
 
-/// The events of one committed block at or after `from_index`.
-fn block_events(shared: &Shared, height: u64, from_index: u32) -> Result<Vec<EventData>, String> {
+impl Filter {
+    /// Whether a transaction can pass (the cheap part of [`Filter::keeps`], before its id and
+    /// outcome are looked up).
+    fn may_keep_tx(&self, tx: &netchain_types::SignedTransaction) -> bool {
+        if self.kind.as_ref().is_some_and(|k| k != "tx") {
+            return false;
+        }
+        if self
+            .module
+            .as_ref()
+            .is_some_and(|m| m != tx.tx.payload.module())
+        {
+            return false;
+        }
+        match &self.account {
+            Some(a) => tx.tx.sender == *a || tx.tx.payload.counterparty().0.as_ref() == Some(a),
+            None => true,
+        }
+    }
+}
+
+/// The events of one committed block at or after `from_index` that `filter` keeps. Transactions
+/// the filter cannot keep are neither hashed nor looked up, and a stream of block events only
+/// reads no transaction at all.
+fn block_events(
+    shared: &Shared,
+    height: u64,
+    from_index: u32,
+    filter: &Filter,
+) -> Result<Vec<EventData>, String> {
     let block = shared
         .store
         .block_at(height)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("block {height} missing"))?;
-    let txs = shared
-        .store
-        .block_transactions(&block)
-        .map_err(|e| e.to_string())?;
+    let txs = if filter.kind.as_deref() == Some("block") {
+        Vec::new()
+    } else {
+        shared
+            .store
+            .block_transactions(&block)
+            .map_err(|e| e.to_string())?
+    };
     let mut out = Vec::new();
     if from_index == 0 {
         out.push(EventData {
@@ -144,7 +176,7 @@ fn block_events(shared: &Shared, height: u64, from_index: u32) -> Result<Vec<Eve
             kind: "block".into(),
             height,
             id: block.id().to_string(),
-            tx_count: Some(txs.len()),
+            tx_count: Some(block.tx_count()),
             timestamp_ms: Some(block.timestamp_ms),
             module: None,
             op: None,
@@ -157,13 +189,18 @@ fn block_events(shared: &Shared, height: u64, from_index: u32) -> Result<Vec<Eve
     }
     for (i, tx) in txs.iter().enumerate() {
         let index = i as u32 + 1;
-        if index < from_index {
+        if index < from_index || !filter.may_keep_tx(tx) {
             continue;
         }
         let id = tx.id();
         // A copy of a transaction already executed elsewhere has no receipt of its own here.
-        let receipt = shared.store.receipt(&id).map_err(|e| e.to_string())?;
+        let receipt = if shared.ordering_only {
+            None
+        } else {
+            shared.store.receipt(&id).map_err(|e| e.to_string())?
+        };
         let (status, code) = match receipt {
+            _ if shared.ordering_only => ("ordered", None),
             Some(r) if r.height == height && r.index == i as u32 => match r.outcome {
                 TxOutcome::Applied => ("applied", None),
                 TxOutcome::Rejected { code, .. } => ("rejected", Some(code)),
@@ -250,7 +287,7 @@ async fn next_event(mut st: StreamState) -> Option<(Event, StreamState)> {
             return Some((resume, st));
         }
         let height = st.next.height;
-        let events = match block_events(&st.shared, height, st.next.index) {
+        let events = match block_events(&st.shared, height, st.next.index, &st.filter) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(height, error = %e, "event stream read failed");

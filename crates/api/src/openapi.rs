@@ -230,7 +230,8 @@ pub fn document() -> Value {
                     "chain_id": { "type": "string" }, "sender": hex32, "nonce": { "type": "integer" },
                     "payload": { "oneOf": [
                         { "type": "object", "required": ["type", "to", "amount"], "properties": {
-                            "type": { "const": "transfer" }, "to": hex32, "amount": { "type": "integer", "minimum": 1 } } },
+                            "type": { "const": "transfer" }, "to": hex32, "amount": { "type": "integer", "minimum": 1 },
+                            "memo": { "type": "string", "pattern": "^([0-9a-f]{2})*$", "description": "Free-form bytes (hex); execution ignores them" } } },
                         { "type": "object", "required": ["type", "op"], "description": "Local currency operation; its other fields are those of the op (see docs/LOCAL_CURRENCY.md)", "properties": {
                             "type": { "const": "currency" },
                             "op": { "enum": ["define", "set_rules", "register_merchants", "set_merchant_active", "verify_residents", "charge", "pay", "collect", "refund", "redeem", "confirm_settlement"] } } },
@@ -291,7 +292,7 @@ pub fn document() -> Value {
                 "tx_count": { "type": "integer" }, "timestamp_ms": { "type": "integer" }, "module": { "enum": ["transfer", "currency", "voucher", "registry", "identity"] },
                 "op": { "type": "string" },
                 "sender": hex32, "to": hex32, "amount": { "type": "integer" },
-                "status": { "enum": ["applied", "rejected"] }, "code": { "type": "string" } } },
+                "status": { "enum": ["applied", "rejected", "ordered"], "description": "ordered: an ordering-only chain (genesis ordering_only) orders transactions without executing them" }, "code": { "type": "string" } } },
             "SessionRequest": { "type": "object", "required": ["token"], "properties": {
                 "token": { "type": "object", "required": ["chain_id", "client", "node", "nonce", "expires_ms", "signature"], "properties": {
                     "chain_id": { "type": "string" }, "client": hex32, "node": hex32,

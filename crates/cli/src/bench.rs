@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 const TICK: Duration = Duration::from_millis(10);
 /// Submit requests in flight at once (open loop, but bounded).
-const REQUESTS_IN_FLIGHT: usize = 64;
+pub(crate) const REQUESTS_IN_FLIGHT: usize = 64;
 /// How long to wait for the last commits after the offer ends.
 const DRAIN: Duration = Duration::from_secs(20);
 
@@ -36,6 +36,19 @@ pub enum Workload {
     LocalCurrency,
 }
 
+/// Which part of the system a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Component {
+    /// Everything: signed transactions checked, batched, ordered, executed and persisted.
+    Full,
+    /// The ordering layer alone, as the ordering-only research prototypes are measured:
+    /// dissemination in batches with proofs of availability, consensus, and persistence of the
+    /// batches and blocks, on an ordering-only chain (genesis `ordering_only`) where nothing is
+    /// signature-checked or executed. Transactions are opaque padded bytes made on the fly.
+    Ordering,
+}
+
 /// Flags of `netchain bench`.
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
@@ -46,6 +59,13 @@ pub struct BenchArgs {
     /// proofs of availability (for comparison).
     #[arg(long)]
     pub no_batching: bool,
+    /// What to measure: the full pipeline, or the ordering layer alone (component mode).
+    #[arg(long, value_enum, default_value = "full")]
+    pub component: Component,
+    /// Encoded size of each transaction in bytes: transfers are padded with a memo up to it
+    /// (a transfer without a memo is ~165 B; smaller sizes are not padded).
+    #[arg(long, default_value_t = 512)]
+    pub tx_size: usize,
     /// Offered transactions per second (open loop).
     #[arg(long, default_value_t = 2_000)]
     pub rate: u64,
@@ -137,7 +157,10 @@ pub struct StepReport {
     pub missing: u64,
     /// Committed per second, from the first submission to the last commit seen.
     pub finalized_tps: f64,
-    /// Submit-to-commit latency percentiles (ms), over every committed transaction.
+    /// Transactions the latency percentiles are taken over: every committed one, or in the
+    /// ordering component a sample (one in `ordering::SAMPLE_EVERY`).
+    pub latency_samples: u64,
+    /// Submit-to-commit latency percentiles (ms).
     pub latency_ms_p50: Option<u64>,
     /// 95th percentile.
     pub latency_ms_p95: Option<u64>,
@@ -154,6 +177,8 @@ pub struct StepReport {
 pub struct BenchReport {
     /// Workload.
     pub workload: Workload,
+    /// Full pipeline or ordering layer alone.
+    pub component: Component,
     /// Validators.
     pub validators: usize,
     /// Encoded size of one transaction (bytes).
@@ -174,6 +199,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.service_chains > 0 {
         return multi_chain(args).await;
     }
+    let ordering = args.component == Component::Ordering;
+    anyhow::ensure!(
+        !ordering || (!args.no_batching && args.workload == Workload::Transfer),
+        "the ordering component runs on batches (drop --no-batching) with opaque transactions"
+    );
     let mut procs: Vec<NodeProcess> = Vec::new();
     let (clients, chain) = if args.target.is_empty() {
         let layout = prepare_dir(
@@ -182,7 +212,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             &LayoutParams {
                 chain_id: "netchain-bench".into(),
                 validators: args.validators,
-                accounts: args.accounts,
+                accounts: if ordering { 1 } else { args.accounts },
                 balance: 1_000_000_000_000,
                 p2p_base_port: args.p2p_port,
                 api_base_port: args.api_port,
@@ -190,6 +220,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 organizations: crate::layout::DEFAULT_ORGANIZATIONS,
                 registered_senders: false,
                 batching: !args.no_batching,
+                ordering_only: ordering,
             },
         )?;
         let binary = netchaind_path();
@@ -212,7 +243,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .enumerate()
         .filter_map(|(i, p)| p.child.id().map(|pid| (format!("validator-{i}"), pid)))
         .collect();
-    let result = drive(&args, &clients, &chain, &pids).await;
+    let result = if ordering {
+        crate::ordering_bench::drive(&args, &clients, &chain, &pids).await
+    } else {
+        drive(&args, &clients, &chain, &pids).await
+    };
     for p in &mut procs {
         p.kill().await;
     }
@@ -227,8 +262,8 @@ fn print_report(report: &BenchReport, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "bench: {:?}, {} validators, {} B per transaction, {} CPUs",
-        report.workload, report.validators, report.tx_bytes, report.cpus
+        "bench: {:?} ({:?}), {} validators, {} B per transaction, {} CPUs",
+        report.workload, report.component, report.validators, report.tx_bytes, report.cpus
     );
     for s in &report.steps {
         let p = |v: Option<u64>| v.map_or("-".into(), |v| format!("{v} ms"));
@@ -316,7 +351,14 @@ async fn drive(
                 keys.len()
             );
         }
-        let txs = presign(chain, &keys, &mut nonces, total as usize, !args.json);
+        let txs = presign(
+            chain,
+            &keys,
+            &mut nonces,
+            total as usize,
+            args.tx_size,
+            !args.json,
+        );
         tx_bytes = codec::encode(&txs[0]).len();
         let step = offer(clients, txs, rate, pids, !args.json).await?;
         let kept_up = step.finalized_tps >= 0.9 * rate as f64
@@ -332,6 +374,7 @@ async fn drive(
     }
     Ok(BenchReport {
         workload: args.workload,
+        component: args.component,
         validators: clients.len(),
         tx_bytes,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -340,15 +383,41 @@ async fn drive(
     })
 }
 
-/// Signs `total` transfers round-robin over the accounts, on every core, with a progress line.
+/// The memo that pads a transfer like `tx` to `size` encoded bytes (empty when it is that large
+/// already).
+pub(crate) fn padding_for(tx: &SignedTransaction, size: usize) -> Vec<u8> {
+    vec![0x5a; size.saturating_sub(codec::encoded_len(tx))]
+}
+
+/// Signs `total` transfers round-robin over the accounts, padded to `tx_size` bytes, on every
+/// core, with a progress line.
 fn presign(
     chain: &str,
     keys: &[Keypair],
     nonces: &mut [u64],
     total: usize,
+    tx_size: usize,
     progress: bool,
 ) -> Vec<SignedTransaction> {
     let n = keys.len();
+    // Every transfer encodes to the same size (fixed-width fields and one chain id), so one
+    // unpadded sample gives the memo length for all.
+    let memo = padding_for(
+        &sign_transaction(
+            &keys[0],
+            Transaction {
+                chain_id: chain.to_string(),
+                sender: keys[0].public(),
+                nonce: 0,
+                payload: Payload::Transfer {
+                    to: keys[0].public(),
+                    amount: 1,
+                    memo: Vec::new(),
+                },
+            },
+        ),
+        tx_size,
+    );
     let plan: Vec<(usize, u64)> = (0..total)
         .map(|k| {
             let a = k % n;
@@ -367,7 +436,7 @@ fn presign(
         let handles: Vec<_> = plan
             .chunks(chunk)
             .map(|part| {
-                let done = &done;
+                let (done, memo) = (&done, &memo);
                 s.spawn(move || {
                     part.iter()
                         .map(|&(a, nonce)| {
@@ -378,7 +447,11 @@ fn presign(
                                     chain_id: chain.to_string(),
                                     sender: keys[a].public(),
                                     nonce,
-                                    payload: Payload::Transfer { to, amount: 1 },
+                                    payload: Payload::Transfer {
+                                        to,
+                                        amount: 1,
+                                        memo: memo.clone(),
+                                    },
                                 },
                             );
                             done.fetch_add(1, Ordering::Relaxed);
@@ -426,6 +499,44 @@ fn cpu_secs(pid: Option<u32>) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// CPU seconds so far of each process, then of the bench itself.
+pub(crate) fn cpu_snapshot(pids: &[(String, u32)]) -> Vec<Option<f64>> {
+    pids.iter()
+        .map(|(_, p)| cpu_secs(Some(*p)))
+        .chain([cpu_secs(None)])
+        .collect()
+}
+
+/// CPU each process (then the bench) used since `before`, over `elapsed` seconds.
+pub(crate) fn cpu_used(
+    pids: &[(String, u32)],
+    before: &[Option<f64>],
+    elapsed: f64,
+) -> Vec<ProcessCpu> {
+    let after = cpu_snapshot(pids);
+    let names = pids.iter().map(|(n, _)| n.clone()).chain(["bench".into()]);
+    names
+        .zip(before.iter().zip(&after))
+        .filter_map(|(process, (b, a))| {
+            let used = a.as_ref()? - b.as_ref()?;
+            Some(ProcessCpu {
+                process,
+                cpu_secs: used,
+                cpu_percent: 100.0 * used / elapsed,
+            })
+        })
+        .collect()
+}
+
+/// p50, p95 and p99 of `values` (sorted in place).
+pub(crate) fn percentiles(values: &mut [u64]) -> [Option<u64>; 3] {
+    values.sort_unstable();
+    [50.0, 95.0, 99.0].map(|p: f64| {
+        (!values.is_empty())
+            .then(|| values[((p / 100.0) * (values.len() - 1) as f64).round() as usize])
+    })
+}
+
 struct Tracker {
     /// Submission time (µs since start) per transaction index; 0 = not sent yet.
     sent_us: Vec<u64>,
@@ -464,11 +575,7 @@ async fn offer(
         tracker.clone(),
         start,
     ));
-    let cpu_before: Vec<Option<f64>> = pids
-        .iter()
-        .map(|(_, p)| cpu_secs(Some(*p)))
-        .chain([cpu_secs(None)])
-        .collect();
+    let cpu_before = cpu_snapshot(pids);
     let permits = Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT));
     let txs = Arc::new(txs);
     let mut sent = 0usize;
@@ -553,33 +660,13 @@ async fn offer(
     if tty {
         println!();
     }
-    let cpu_after: Vec<Option<f64>> = pids
-        .iter()
-        .map(|(_, p)| cpu_secs(Some(*p)))
-        .chain([cpu_secs(None)])
-        .collect();
+    let cpu = cpu_used(pids, &cpu_before, start.elapsed().as_secs_f64());
     let t = tracker.lock().expect("tracker");
     let count = |v: u8| t.outcome.iter().filter(|&&o| o == v).count() as u64;
     let committed = count(1);
     let window = (t.last_commit_us as f64 / 1e6).max(0.001);
     let mut lat = t.latencies_ms.clone();
-    lat.sort_unstable();
-    let pct = |p: f64| {
-        (!lat.is_empty()).then(|| lat[((p / 100.0) * (lat.len() - 1) as f64).round() as usize])
-    };
-    let elapsed = start.elapsed().as_secs_f64();
-    let names = pids.iter().map(|(n, _)| n.clone()).chain(["bench".into()]);
-    let cpu: Vec<ProcessCpu> = names
-        .zip(cpu_before.iter().zip(&cpu_after))
-        .filter_map(|(process, (b, a))| {
-            let used = a.as_ref()? - b.as_ref()?;
-            Some(ProcessCpu {
-                process,
-                cpu_secs: used,
-                cpu_percent: 100.0 * used / elapsed,
-            })
-        })
-        .collect();
+    let pct = percentiles(&mut lat);
     let cpu_total: f64 = cpu.iter().map(|c| c.cpu_secs).sum();
     Ok(StepReport {
         offered_tps: rate,
@@ -590,9 +677,10 @@ async fn offer(
         rejected_in_execution: count(2),
         missing: count(0),
         finalized_tps: committed as f64 / window,
-        latency_ms_p50: pct(50.0),
-        latency_ms_p95: pct(95.0),
-        latency_ms_p99: pct(99.0),
+        latency_samples: lat.len() as u64,
+        latency_ms_p50: pct[0],
+        latency_ms_p95: pct[1],
+        latency_ms_p99: pct[2],
         cpu_us_per_tx: (committed > 0 && !cpu.is_empty())
             .then(|| cpu_total * 1e6 / committed as f64),
         cpu,
@@ -694,7 +782,14 @@ async fn multi_chain_steps(args: &BenchArgs, net: &MultiNet) -> anyhow::Result<M
     for c in &net.chains {
         let chain = c.layout.genesis.chain_id.clone();
         let (keys, mut nonces) = accounts_of(&c.clients[0], &chain, args.accounts).await?;
-        let txs = presign(&chain, &keys, &mut nonces, total as usize, !args.json);
+        let txs = presign(
+            &chain,
+            &keys,
+            &mut nonces,
+            total as usize,
+            args.tx_size,
+            !args.json,
+        );
         let pids: Vec<(String, u32)> = c
             .procs
             .iter()

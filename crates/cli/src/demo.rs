@@ -512,6 +512,7 @@ pub async fn run_report(args: DemoArgs) -> anyhow::Result<DemoReport> {
             organizations: crate::layout::DEFAULT_ORGANIZATIONS,
             registered_senders: false,
             batching: true,
+            ordering_only: false,
         },
     )?;
     let binary = netchaind_path();

@@ -35,6 +35,8 @@ pub struct LayoutParams {
     pub registered_senders: bool,
     /// Batched dissemination with proofs of availability (`[consensus] batching`).
     pub batching: bool,
+    /// Ordering-only chain (genesis `ordering_only`): the benchmark's component mode.
+    pub ordering_only: bool,
 }
 
 impl Default for LayoutParams {
@@ -50,6 +52,7 @@ impl Default for LayoutParams {
             organizations: DEFAULT_ORGANIZATIONS,
             registered_senders: false,
             batching: true,
+            ordering_only: false,
         }
     }
 }
@@ -232,6 +235,7 @@ pub fn write(dir: &Path, p: &LayoutParams) -> anyhow::Result<Layout> {
         accounts,
         role: Default::default(),
         identity,
+        ordering_only: p.ordering_only,
     };
     genesis.validate()?;
     genesis.save(&dir.join("genesis.json"))?;

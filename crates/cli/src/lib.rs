@@ -8,6 +8,7 @@ pub mod id_cli;
 pub mod layout;
 pub mod load;
 pub mod multichain;
+pub mod ordering_bench;
 pub mod procs;
 pub mod registry_follower;
 pub mod relay;

@@ -136,7 +136,11 @@ pub async fn run(
                     chain_id: chain_id.clone(),
                     sender: keys[a].public(),
                     nonce: nonces[a],
-                    payload: Payload::Transfer { to, amount: 1 },
+                    payload: Payload::Transfer {
+                        to,
+                        amount: 1,
+                        memo: Vec::new(),
+                    },
                 },
             );
             nonces[a] += 1;

@@ -201,6 +201,7 @@ fn write_layouts(
         },
         registered_senders: false,
         batching: true,
+        ordering_only: false,
     };
     // The root chain, with its governance.
     let mut root = layout::write(&opts.dir.join("root"), &params(ROOT_CHAIN, 0))?;

@@ -310,7 +310,11 @@ async fn registered_clients_tokens_sessions_and_rates() {
     ))
     .unwrap();
     let sink = Keypair::from_secret([5; 32]).public();
-    let transfer = |to| Payload::Transfer { to, amount: 1 };
+    let transfer = |to| Payload::Transfer {
+        to,
+        amount: 1,
+        memo: Vec::new(),
+    };
 
     // Writes: a registered client passes; a stranger is refused at the door (403) and by
     // execution if a block carried it anyway.

@@ -189,6 +189,15 @@ impl Client {
             body.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
             body.extend_from_slice(&bytes);
         }
+        self.submit_bulk_body(body).await
+    }
+
+    /// [`Client::submit_bulk`] with the body already framed: each transaction's canonical
+    /// encoding after its 4-byte little-endian length.
+    pub async fn submit_bulk_body(
+        &self,
+        body: Vec<u8>,
+    ) -> Result<netchain_api::BulkResponse, ClientError> {
         let resp = self
             .authorized(
                 self.http
@@ -606,7 +615,7 @@ pub struct TxEvent {
     pub id: Digest,
     /// Height of the block that carried it.
     pub height: u64,
-    /// Whether it applied.
+    /// Whether it applied (on an ordering-only chain: was ordered; nothing executes there).
     pub applied: bool,
     /// Rejection code (`duplicate` for a copy without a receipt of its own).
     pub code: Option<String>,
@@ -616,10 +625,25 @@ impl Client {
     /// Follows committed transactions from `from_height` on, calling `on_tx` for each, for as
     /// long as the caller's task lives: reconnects after errors and resumes where a lagging
     /// subscription was cut.
-    pub async fn follow_txs(&self, from_height: u64, mut on_tx: impl FnMut(TxEvent)) {
+    pub async fn follow_txs(&self, from_height: u64, on_tx: impl FnMut(TxEvent)) {
+        self.follow_txs_of(from_height, None, on_tx).await
+    }
+
+    /// [`Client::follow_txs`], only for transactions `account` sends or receives (the node
+    /// skips the others unread, so a sampling client costs it little).
+    pub async fn follow_txs_of(
+        &self,
+        from_height: u64,
+        account: Option<PublicKey>,
+        mut on_tx: impl FnMut(TxEvent),
+    ) {
         let mut cursor = format!("{from_height}:0");
+        let filter = account.map(|a| format!("&account={a}")).unwrap_or_default();
         loop {
-            let Ok(mut stream) = self.events(&format!("type=tx&cursor={cursor}")).await else {
+            let Ok(mut stream) = self
+                .events(&format!("type=tx{filter}&cursor={cursor}"))
+                .await
+            else {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 continue;
             };
@@ -643,9 +667,37 @@ impl Client {
                 on_tx(TxEvent {
                     id,
                     height: data["height"].as_u64().unwrap_or(0),
-                    applied: status == "applied",
+                    applied: status == "applied" || status == "ordered",
                     code: data["code"].as_str().map(str::to_string),
                 });
+            }
+        }
+    }
+
+    /// Follows committed blocks from `from_height` on, calling `on_block(height, tx_count,
+    /// proposer timestamp)` for each, for as long as the caller's task lives (reconnecting and
+    /// resuming like [`Client::follow_txs`]). Reads no transaction on the node.
+    pub async fn follow_blocks(&self, from_height: u64, mut on_block: impl FnMut(u64, u64, u64)) {
+        let mut cursor = format!("{}:{}", from_height.saturating_sub(1), u32::MAX);
+        loop {
+            let Ok(mut stream) = self.events(&format!("type=block&cursor={cursor}")).await else {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            };
+            while let Ok(Some(ev)) = stream.next().await {
+                let Ok(data) = serde_json::from_str::<serde_json::Value>(&ev.data) else {
+                    continue;
+                };
+                if ev.kind == "resume" {
+                    if let Some(c) = data["cursor"].as_str() {
+                        cursor = c.to_string();
+                    }
+                    break;
+                }
+                cursor = ev.id;
+                if let (Some(h), Some(n)) = (data["height"].as_u64(), data["tx_count"].as_u64()) {
+                    on_block(h, n, data["timestamp_ms"].as_u64().unwrap_or(0));
+                }
             }
         }
     }

@@ -76,6 +76,11 @@ pub struct Genesis {
     /// when present, peers are admitted only while the registry lists their keys as active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityGenesis>,
+    /// Ordering-only chain (the benchmark's component mode, docs/BENCHMARKS.md): validators
+    /// disseminate, order and persist transactions but neither check their signatures or nonces
+    /// nor execute them; the state stays the genesis state. Needs batching.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordering_only: bool,
 }
 
 impl Genesis {
@@ -514,6 +519,7 @@ mod tests {
             }],
             role: ChainRole::Standalone,
             identity: None,
+            ordering_only: false,
         }
     }
 

@@ -245,6 +245,7 @@ mod tests {
             payload: Payload::Transfer {
                 to: PublicKey([3; 32]),
                 amount: 1,
+                memo: Vec::new(),
             },
         };
         let signed = sign_transaction(&kp, tx);

@@ -45,7 +45,11 @@ fn transfers(keys: &[Keypair], n: usize) -> Vec<SignedTransaction> {
             tx(
                 &keys[i % keys.len()],
                 (i / keys.len()) as u64,
-                Payload::Transfer { to, amount: 1 },
+                Payload::Transfer {
+                    to,
+                    amount: 1,
+                    memo: Vec::new(),
+                },
             )
         })
         .collect()
@@ -65,7 +69,17 @@ fn crypto(c: &mut Criterion) {
     });
     g.bench_function("ed25519_sign_transaction", |b| {
         let to = key(1).public();
-        b.iter(|| tx(&kp, 0, Payload::Transfer { to, amount: 1 }))
+        b.iter(|| {
+            tx(
+                &kp,
+                0,
+                Payload::Transfer {
+                    to,
+                    amount: 1,
+                    memo: Vec::new(),
+                },
+            )
+        })
     });
     g.throughput(Throughput::Elements(64));
     g.bench_function("ed25519_verify_batch_64", |b| {

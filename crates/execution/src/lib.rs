@@ -535,7 +535,7 @@ impl<B: KvBackend> Executor<B> {
             }
         }
         match &t.payload {
-            Payload::Transfer { to, amount } => {
+            Payload::Transfer { to, amount, .. } => {
                 let amount = *amount;
                 if amount == 0 {
                     return Ok(Err(TxError::InvalidAmount));

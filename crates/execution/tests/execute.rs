@@ -37,7 +37,11 @@ fn transfer_on(
             chain_id: chain.into(),
             sender: from.public(),
             nonce,
-            payload: Payload::Transfer { to, amount },
+            payload: Payload::Transfer {
+                to,
+                amount,
+                memo: Vec::new(),
+            },
         },
     )
 }
@@ -558,7 +562,7 @@ impl Model {
         if sender.nonce != t.nonce {
             return "bad_nonce";
         }
-        let Payload::Transfer { to, amount } = t.payload.clone() else {
+        let Payload::Transfer { to, amount, .. } = t.payload.clone() else {
             unreachable!("the model only makes transfers")
         };
         // Refusals of authentic, in-sequence transactions use up the nonce.

@@ -553,6 +553,7 @@ fn where_senders_must_register_strangers_are_refused_and_clients_pass() {
             Payload::Transfer {
                 to: kp("sink", 0).public(),
                 amount: 1,
+                memo: Vec::new(),
             },
         )
     };

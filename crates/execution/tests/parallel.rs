@@ -107,7 +107,11 @@ fn random_block(
                     chain_id: chain.into(),
                     sender: keys[from].public(),
                     nonce: used,
-                    payload: Payload::Transfer { to, amount },
+                    payload: Payload::Transfer {
+                        to,
+                        amount,
+                        memo: Vec::new(),
+                    },
                 },
             );
             if rnd(40) == 0 {

@@ -16,7 +16,7 @@ pub use quorum_store::{BatchError, Expired, QuorumStore, QuorumStoreConfig, Quor
 
 use netchain_consensus::PayloadSource;
 use netchain_types::{codec, Block, PublicKey, SignedTransaction, TxId};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 
 /// Mempool bounds.
@@ -113,6 +113,9 @@ pub struct Mempool {
     committed_recent: HashMap<PublicKey, (u64, u64)>,
     /// Whether some sender's next nonce is in the pool (cached; cleared by every change).
     ready: std::cell::Cell<Option<bool>>,
+    /// Ordering-only chains: transactions in arrival order with their encoded sizes, until a
+    /// batch takes them (counted in `count` and `bytes` until then).
+    unordered: VecDeque<(SignedTransaction, usize)>,
 }
 
 impl Mempool {
@@ -198,6 +201,20 @@ impl Mempool {
         Ok(())
     }
 
+    /// Ordering-only chains: admits a transaction in arrival order with no nonce or duplicate
+    /// check (nothing executes it; a copy sent twice is ordered twice). Only the pool's bounds
+    /// hold. [`Mempool::take_batch`] hands these out first, and they leave the pool then.
+    pub fn insert_unordered(&mut self, tx: SignedTransaction) -> Result<(), MempoolError> {
+        let size = codec::encoded_len(&tx);
+        if self.count >= self.cfg.txs_max || self.bytes + size > self.cfg.bytes_max {
+            return Err(MempoolError::Full("pool"));
+        }
+        self.count += 1;
+        self.bytes += size;
+        self.unordered.push_back((tx, size));
+        Ok(())
+    }
+
     /// Takes transactions for a block extending `ancestors` (the uncommitted blocks between the
     /// committed tip and the new block): senders in turn, each sender's consecutive nonces after
     /// those its ancestors carry.
@@ -249,9 +266,19 @@ impl Mempool {
     /// consecutive nonces), and marks them batched. They stay in the pool, counted against its
     /// bounds, until execution moves their sender's nonce past them.
     pub fn take_batch(&mut self, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction> {
-        let order = self.senders_after(self.batch_cursor);
         let mut out = Vec::new();
         let mut bytes = 0;
+        while let Some((_, size)) = self.unordered.front() {
+            if out.len() >= max_txs || bytes + size > max_bytes {
+                return out;
+            }
+            let (tx, size) = self.unordered.pop_front().expect("front exists");
+            bytes += size;
+            self.count -= 1;
+            self.bytes -= size;
+            out.push(tx);
+        }
+        let order = self.senders_after(self.batch_cursor);
         for sender in order {
             if out.len() >= max_txs {
                 break;
@@ -424,6 +451,7 @@ mod tests {
                 payload: Payload::Transfer {
                     to: PublicKey([0; 32]),
                     amount: 1,
+                    memo: Vec::new(),
                 },
             },
             signature: Signature([0; 64]),
@@ -530,6 +558,7 @@ mod tests {
         other.tx.payload = Payload::Transfer {
             to: PublicKey([9; 32]),
             amount: 2,
+            memo: Vec::new(),
         };
         assert_eq!(m.insert(other, 5), Err(MempoolError::NonceInUse(5)));
         m.insert(tx(2, 0), 0).unwrap();
@@ -623,6 +652,7 @@ mod tests {
         rival.tx.payload = Payload::Transfer {
             to: PublicKey([5; 32]),
             amount: 3,
+            memo: Vec::new(),
         };
         // Another validator's block committed a different nonce-0 transaction of sender 1.
         m.on_commit(&[block(3, vec![rival])]);
@@ -640,5 +670,37 @@ mod tests {
         assert_eq!(m.take(100, one * 3, &[]).len(), 3);
         assert_eq!(m.take(100, BIG, &[]).len(), 10);
         assert_eq!(m.take(4, BIG, &[]).len(), 4);
+    }
+
+    #[test]
+    fn unordered_lane_keeps_arrival_order_and_the_pool_bounds() {
+        let mut m = Mempool::new(MempoolConfig {
+            txs_max: 5,
+            ..MempoolConfig::default()
+        });
+        // No nonce or duplicate checks: a copy and a nonce far ahead are both taken.
+        let txs = [tx(1, 9_999), tx(1, 9_999), tx(2, 0), tx(3, 7), tx(1, 0)];
+        for t in &txs {
+            m.insert_unordered(t.clone()).unwrap();
+        }
+        assert_eq!(
+            m.insert_unordered(tx(4, 0)),
+            Err(MempoolError::Full("pool")),
+            "the pool's bound holds"
+        );
+        let one = codec::encoded_len(&txs[0]);
+        assert_eq!(m.bytes(), 5 * one);
+        // Batches take them in arrival order within both bounds, and they leave the pool.
+        assert_eq!(m.take_batch(2, usize::MAX), txs[..2].to_vec());
+        assert_eq!(m.take_batch(10, 2 * one + 1), txs[2..4].to_vec());
+        assert_eq!((m.len(), m.bytes()), (1, one));
+        assert!(
+            !m.has_pending(),
+            "unordered transactions are never proposed inline"
+        );
+        assert_eq!(m.take(10, usize::MAX, &[]), Vec::new());
+        assert_eq!(m.take_batch(10, usize::MAX), txs[4..].to_vec());
+        assert!(m.is_empty() && m.bytes() == 0);
+        m.insert_unordered(tx(4, 0)).unwrap();
     }
 }

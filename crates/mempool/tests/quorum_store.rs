@@ -27,6 +27,7 @@ fn signed_tx(sender: u8, nonce: u64) -> SignedTransaction {
             payload: Payload::Transfer {
                 to: PublicKey([0xee; 32]),
                 amount: 1,
+                memo: Vec::new(),
             },
         },
     )

@@ -125,12 +125,21 @@ impl Shared {
 
     /// [`Shared::admit`] for many transactions, with one batched signature check.
     pub fn admit_batch(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, AdmitError>> {
-        let ok = Self::check_signatures(&txs);
+        let ok = self.check_signatures(&txs);
         self.admit_batch_checked(txs, ok)
     }
 
-    /// One batched signature check: whether each transaction's signature verifies.
-    pub fn check_signatures(txs: &[SignedTransaction]) -> Vec<bool> {
+    /// One batched signature check: whether each transaction's signature verifies. An
+    /// ordering-only chain checks none (every one passes).
+    pub fn check_signatures(&self, txs: &[SignedTransaction]) -> Vec<bool> {
+        if self.ordering_only {
+            return vec![true; txs.len()];
+        }
+        Self::verify_signatures(txs)
+    }
+
+    /// One batched signature check, whatever the chain.
+    pub fn verify_signatures(txs: &[SignedTransaction]) -> Vec<bool> {
         let items: Vec<_> = txs
             .iter()
             .map(|t| (t.tx.sender, t.tx.signing_message(), t.signature))
@@ -145,6 +154,9 @@ impl Shared {
         txs: Vec<SignedTransaction>,
         ok: Vec<bool>,
     ) -> Vec<Result<TxId, AdmitError>> {
+        if self.ordering_only {
+            return self.admit_unordered(txs);
+        }
         self.verified
             .insert_all(txs.iter().zip(&ok).filter(|(_, ok)| **ok).map(|(t, _)| t));
         txs.into_iter()
@@ -163,6 +175,26 @@ impl Shared {
                 }
                 Ok(id)
             })
+            .collect()
+    }
+
+    /// Ordering-only chain: admits transactions for the chain in arrival order, with no
+    /// signature, nonce or duplicate checks (nothing executes them); only the pool's bounds hold.
+    fn admit_unordered(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, AdmitError>> {
+        let mut mempool = self.mempool.lock().expect("mempool lock");
+        txs.into_iter()
+            .map(|tx| {
+                if tx.tx.chain_id != self.chain_id {
+                    return Err(AdmitError::WrongChain {
+                        expected: self.chain_id.clone(),
+                        got: tx.tx.chain_id.clone(),
+                    });
+                }
+                let id = tx.id();
+                mempool.insert_unordered(tx)?;
+                Ok(id)
+            })
+            .map(|r| r.inspect_err(|e| self.metrics.rejected(e.code())))
             .collect()
     }
 

@@ -392,7 +392,7 @@ fn spawn_batch_checker(
                 let mut good = Vec::with_capacity(round.len());
                 let mut bad = Vec::new();
                 for batch in round {
-                    let ok = crate::Shared::check_signatures(&batch.txs);
+                    let ok = shared.check_signatures(&batch.txs);
                     match ok.iter().position(|ok| !ok) {
                         Some(index) => {
                             warn!(

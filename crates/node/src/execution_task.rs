@@ -172,25 +172,38 @@ fn execute_one(
     batches: &[Option<Arc<Batch>>],
     qc: QuorumCert,
 ) -> anyhow::Result<ConsensusMessage> {
-    let inline = block.payload.len();
-    let txs: Vec<_> = if batches.is_empty() {
-        block.payload.clone()
+    // Transactions this block brings (a batch an earlier block executed is not counted again).
+    let count = block.payload.len() + batches.iter().flatten().map(|b| b.txs.len()).sum::<usize>();
+    let (mut batch, state_root, applied, nonces) = if shared.ordering_only {
+        // Ordering-only chain: the block and its batches are stored and nothing is executed;
+        // an empty execution gives the state its version at this height (the registry and the
+        // API read the state at the executed height).
+        let out = shared
+            .executor
+            .execute_checked(&block.into(), &[], &|_, _| true)?;
+        (out.batch, out.state_root, count as u64, Vec::new())
     } else {
-        let mut txs = Vec::with_capacity(block.tx_count());
-        txs.extend_from_slice(&block.payload);
-        for b in batches.iter().flatten() {
-            txs.extend_from_slice(&b.txs);
-        }
-        txs
+        let inline = block.payload.len();
+        let txs: Vec<_> = if batches.is_empty() {
+            block.payload.clone()
+        } else {
+            let mut txs = Vec::with_capacity(count);
+            txs.extend_from_slice(&block.payload);
+            for b in batches.iter().flatten() {
+                txs.extend_from_slice(&b.txs);
+            }
+            txs
+        };
+        // Batched transactions' signatures are vouched for by their proofs of availability
+        // (see `netchain_types::batch`); the block's own, by this node's cache of what it
+        // verified.
+        let out = shared
+            .executor
+            .execute_checked(&block.into(), &txs, &|i, tx| {
+                i >= inline || shared.verified.contains(tx)
+            })?;
+        (out.batch, out.state_root, out.applied, out.nonces)
     };
-    // Batched transactions' signatures are vouched for by their proofs of availability (see
-    // `netchain_types::batch`); the block's own, by this node's cache of what it verified.
-    let out = shared
-        .executor
-        .execute_checked(&block.into(), &txs, &|i, tx| {
-            i >= inline || shared.verified.contains(tx)
-        })?;
-    let mut batch = out.batch;
     for (proof, b) in block.batches.iter().zip(batches) {
         if let Some(b) = b {
             ChainStore::<crate::Backend>::put_batch(&mut batch, &proof.info.digest, b);
@@ -201,8 +214,8 @@ fn execute_one(
     let new_tip = ChainTip {
         block: block.clone(),
         qc,
-        state_root: out.state_root,
-        total_txs: tip.total_txs + out.applied,
+        state_root,
+        total_txs: tip.total_txs + applied,
     };
     ChainStore::<crate::Backend>::put_tip(&mut batch, &new_tip);
     shared.store.commit(batch)?;
@@ -210,7 +223,7 @@ fn execute_one(
     forget_batches(shared, block);
     {
         let mut mempool = shared.mempool.lock().expect("mempool lock");
-        mempool.on_executed(block.height, &out.nonces);
+        mempool.on_executed(block.height, &nonces);
         // Own transactions refused without using their nonce may be batched again.
         for b in batches.iter().flatten().filter(|b| b.author == shared.me) {
             mempool.unbatch(&b.txs);
@@ -222,7 +235,7 @@ fn execute_one(
         let mut status = shared.status.write().expect("status lock");
         status.height = block.height;
         status.block_id = block_id;
-        status.state_root = out.state_root;
+        status.state_root = state_root;
         status.committed_txs_total = tip.total_txs;
         status.last_block_time_ms = block.timestamp_ms;
         status.last_commit_time_ms = now;
@@ -231,19 +244,18 @@ fn execute_one(
     let m = &shared.metrics;
     m.height.set(block.height as i64);
     m.blocks_committed.inc();
-    m.finalized_transactions.inc_by(out.applied);
-    m.execution_rejections
-        .inc_by(txs.len() as u64 - out.applied);
+    m.finalized_transactions.inc_by(applied);
+    m.execution_rejections.inc_by(count as u64 - applied);
     m.commit_latency_seconds
         .observe(now.saturating_sub(block.timestamp_ms) as f64 / 1000.0);
     shared.executed.send_replace(block.height);
-    if !txs.is_empty() {
+    if count > 0 {
         info!(
             height = block.height,
-            txs = txs.len(),
+            txs = count,
             batches = block.batches.len(),
-            applied = out.applied,
-            root = %out.state_root,
+            applied,
+            root = %state_root,
             "committed"
         );
     }
@@ -251,7 +263,7 @@ fn execute_one(
         chain_id: shared.chain_id.clone(),
         height: block.height,
         block_id,
-        state_root: out.state_root,
+        state_root,
     };
     let signature = keypair.sign(&checkpoint.signing_message());
     Ok(ConsensusMessage::CheckpointVote {

@@ -97,6 +97,9 @@ pub struct Shared {
     pub registered_senders: bool,
     /// Client access to the API (sessions, read policy, per-identity rates).
     pub access: netchain_config::AccessConfig,
+    /// Ordering-only chain (genesis `ordering_only`): transactions are admitted without
+    /// signature or nonce checks, batched, ordered and stored, never executed.
+    pub ordering_only: bool,
 }
 
 impl Shared {
@@ -258,6 +261,12 @@ impl Node {
         external_admission: Option<Admission>,
     ) -> anyhow::Result<Self> {
         let genesis = Genesis::load(&cfg.genesis_file)?;
+        if genesis.ordering_only && !cfg.consensus.batching {
+            bail!(
+                "this chain is ordering-only (genesis ordering_only): it needs [consensus] \
+                 batching = true, since only batches carry unchecked transactions"
+            );
+        }
         let keypair: Keypair = KeyFile::load(&cfg.key_file)?;
         let me = genesis
             .committee
@@ -394,6 +403,7 @@ impl Node {
             Some(Mutex::new(qs))
         };
         let shared = Arc::new(Shared {
+            ordering_only: genesis.ordering_only,
             quorum_store,
             batching: p.batching,
             registered_senders,

@@ -65,6 +65,7 @@ impl Clients {
             payload: Payload::Transfer {
                 to: self.keys[to].public(),
                 amount: rng.range(1, 100),
+                memo: Vec::new(),
             },
         };
         self.next_nonce[from] += 1;

@@ -107,6 +107,23 @@ hex_bytes!(
     16
 );
 
+/// Serde for variable-length bytes as a lowercase hex string.
+pub mod hex_vec {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes as hex.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    /// Parses hex.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <String as Deserialize>::deserialize(d)?;
+        hex::decode(s).map_err(|e| D::Error::custom(format!("expected hex bytes: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,11 @@ pub fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
     borsh::to_vec(value).expect("borsh encoding into a Vec cannot fail")
 }
 
+/// The length of a value's canonical encoding, without building it.
+pub fn encoded_len<T: BorshSerialize>(value: &T) -> usize {
+    borsh::object_length(value).expect("borsh length of an in-memory value cannot fail")
+}
+
 /// Decodes a value, refusing inputs over `max_bytes` and any trailing bytes.
 pub fn decode<T: BorshDeserialize>(bytes: &[u8], max_bytes: usize) -> Result<T, CodecError> {
     if bytes.len() > max_bytes {

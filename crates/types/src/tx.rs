@@ -26,6 +26,14 @@ pub enum Payload {
         to: PublicKey,
         /// Amount in the smallest unit.
         amount: u64,
+        /// Free-form reference for the parties (invoice number, padding); hex in JSON. Bounded
+        /// only by the node's transaction size limit; execution ignores it.
+        #[serde(
+            default,
+            skip_serializing_if = "Vec::is_empty",
+            with = "crate::bytes::hex_vec"
+        )]
+        memo: Vec<u8>,
     },
     /// An operation of the local-currency module.
     Currency(CurrencyOp),
@@ -85,7 +93,7 @@ impl Payload {
     /// where there is one: what event filters and explorers show.
     pub fn counterparty(&self) -> (Option<PublicKey>, Option<u64>) {
         match self {
-            Self::Transfer { to, amount } => (Some(*to), Some(*amount)),
+            Self::Transfer { to, amount, .. } => (Some(*to), Some(*amount)),
             Self::Currency(CurrencyOp::Pay { request, .. }) => {
                 (Some(request.merchant), Some(request.amount))
             }
@@ -201,6 +209,7 @@ mod tests {
                 payload: Payload::Transfer {
                     to: PublicKey([2; 32]),
                     amount: 10,
+                    memo: Vec::new(),
                 },
             },
             signature: Signature([9; 64]),
@@ -228,6 +237,34 @@ mod tests {
         assert_eq!(back, sample());
         let extra = json.replacen("\"nonce\"", "\"evil\":1,\"nonce\"", 1);
         assert!(serde_json::from_str::<SignedTransaction>(&extra).is_err());
+    }
+
+    #[test]
+    fn transfer_memo_is_hex_in_json_and_absent_when_empty() {
+        let plain = serde_json::to_string(&sample()).unwrap();
+        assert!(!plain.contains("memo"), "{plain}");
+        let mut padded = sample();
+        padded.tx.payload = Payload::Transfer {
+            to: PublicKey([2; 32]),
+            amount: 10,
+            memo: vec![0xab, 0x01],
+        };
+        let json = serde_json::to_string(&padded).unwrap();
+        assert!(json.contains(r#""memo":"ab01""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<SignedTransaction>(&json).unwrap(),
+            padded
+        );
+        let bad = json.replace("ab01", "zz");
+        let err = serde_json::from_str::<SignedTransaction>(&bad).unwrap_err();
+        assert!(err.to_string().contains("hex"), "{err}");
+        // The memo is signed content: changing it changes the id.
+        assert_ne!(padded.id(), sample().id());
+        assert_eq!(
+            codec::encoded_len(&padded),
+            codec::encode(&padded).len(),
+            "encoded_len agrees with the encoding"
+        );
     }
 
     #[test]

@@ -125,6 +125,7 @@ impl LayoutArgs {
             organizations: self.organizations,
             registered_senders: self.organizations > 0 && !self.open_writes,
             batching: !self.no_batching,
+            ordering_only: false,
         }
     }
 }
@@ -265,7 +266,15 @@ async fn transfer(
         nonce,
         no_wait: !wait,
     };
-    currency_cli::send(&signer, Payload::Transfer { to, amount }).await?;
+    currency_cli::send(
+        &signer,
+        Payload::Transfer {
+            to,
+            amount,
+            memo: Vec::new(),
+        },
+    )
+    .await?;
     Ok(())
 }
 

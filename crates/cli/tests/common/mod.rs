@@ -52,24 +52,41 @@ impl Net {
         registered_senders: bool,
         edit: impl Fn(usize, &mut netchain_config::NodeConfig),
     ) -> Net {
+        Self::launch(
+            validators,
+            |p| {
+                p.accounts = accounts;
+                p.registered_senders = registered_senders;
+            },
+            edit,
+        )
+        .await
+    }
+
+    /// A network laid out with `params` adjusted (the chain, validators and ports are set
+    /// here), and `edit(i, file)` applied to validator i's node file.
+    pub async fn launch(
+        validators: usize,
+        params: impl FnOnce(&mut LayoutParams),
+        edit: impl Fn(usize, &mut netchain_config::NodeConfig),
+    ) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let base = free_base_port(validators);
-        let layout = layout::write(
-            dir.path(),
-            &LayoutParams {
-                chain_id: "test-chain".into(),
-                validators,
-                accounts,
-                balance: 1_000_000,
-                p2p_base_port: base,
-                api_base_port: base + validators as u16,
-                host: "127.0.0.1".into(),
-                organizations: netchain_cli::layout::DEFAULT_ORGANIZATIONS,
-                registered_senders,
-                batching: true,
-            },
-        )
-        .unwrap();
+        let mut p = LayoutParams {
+            chain_id: "test-chain".into(),
+            validators,
+            accounts: 0,
+            balance: 1_000_000,
+            p2p_base_port: base,
+            api_base_port: base + validators as u16,
+            host: "127.0.0.1".into(),
+            organizations: netchain_cli::layout::DEFAULT_ORGANIZATIONS,
+            registered_senders: false,
+            batching: true,
+            ordering_only: false,
+        };
+        params(&mut p);
+        let layout = layout::write(dir.path(), &p).unwrap();
         for (i, file) in layout.node_files.iter().enumerate() {
             let mut cfg = netchain_config::NodeConfig::load(file).unwrap();
             edit(i, &mut cfg);
@@ -195,7 +212,11 @@ pub fn transfer(
             chain_id: chain_id.to_string(),
             sender: from.public(),
             nonce,
-            payload: Payload::Transfer { to, amount },
+            payload: Payload::Transfer {
+                to,
+                amount,
+                memo: Vec::new(),
+            },
         },
     )
 }

@@ -84,6 +84,7 @@ pub fn dummy_tx(source: u8, nonce: u64) -> SignedTransaction {
             payload: Payload::Transfer {
                 to: PublicKey([0xee; 32]),
                 amount: 1,
+                memo: Vec::new(),
             },
         },
         signature: Signature([0; 64]),
