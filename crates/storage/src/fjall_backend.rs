@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 
 use crate::kv::{Column, KvBackend, KvPair, WriteBatch};
 use crate::StorageError;
@@ -38,16 +38,29 @@ impl FjallBackend {
         // 512 MiB of journal before sealed memtables must be flushed) a node's RSS grew from 150
         // to ~500 MB in 90 s of saturation. Small memtables and a smaller journal bound keep it
         // near 250 MB at the same throughput.
+        //
+        // One background worker: with two or more, fjall 3.1's first worker hands every
+        // compaction request back to the queue while another worker compacts, and picks it up
+        // again at once: a busy loop that took ~20 % of a validator's CPU under load (profile
+        // in docs/BENCHMARKS.md). One worker flushes and compacts in turn.
         let db = Database::builder(path)
             .cache_size(BLOCK_CACHE_BYTES)
             .max_journaling_size(JOURNAL_BYTES)
+            .worker_threads(1)
             .open()
             .map_err(backend_err)?;
         let keyspaces = Column::ALL
             .iter()
             .map(|c| {
                 db.keyspace(c.name(), || {
-                    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+                    let opts = KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+                    if *c == Column::Blocks {
+                        // Blocks and batches are large and written once: kept in blob files
+                        // beside the tree, so compactions move only their keys.
+                        opts.with_kv_separation(Some(KvSeparationOptions::default()))
+                    } else {
+                        opts
+                    }
                 })
             })
             .collect::<Result<Vec<_>, _>>()
