@@ -22,8 +22,8 @@
 use netchain_consensus::{verify_proofs, ConsensusError, PayloadSource};
 use netchain_crypto::{verify, Keypair};
 use netchain_types::{
-    codec, Batch, BatchInfo, Block, Committee, ConsensusMessage, Digest, ProofOfAvailability,
-    Signature, SignedTransaction, ValidatorIndex,
+    Batch, BatchInfo, Block, Committee, ConsensusMessage, Digest, ProofOfAvailability, Signature,
+    SignedTransaction, ValidatorIndex,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -230,6 +230,19 @@ impl QuorumStore {
         from: ValidatorIndex,
         batch: &Batch,
     ) -> Result<(), BatchError> {
+        self.check_batch_with(now_ms, from, batch, &batch.info())
+    }
+
+    /// [`QuorumStore::check_batch`] given `info`, which must be `batch.info()`: a driver
+    /// computes it once per batch received (encoding and hashing a batch of a megabyte is not
+    /// free) and passes it along.
+    pub fn check_batch_with(
+        &self,
+        now_ms: u64,
+        from: ValidatorIndex,
+        batch: &Batch,
+        info: &BatchInfo,
+    ) -> Result<(), BatchError> {
         let refused = |r: &str| Err(BatchError::Refused(r.into()));
         if batch.author != from || self.committee.key(from).is_none() {
             return refused("author is not the sender");
@@ -259,7 +272,7 @@ impl QuorumStore {
         {
             return refused("sequence number (creation time) out of range");
         }
-        let bytes = codec::encode(batch).len();
+        let bytes = info.bytes as usize;
         if bytes > self.cfg.batch_max_bytes {
             return refused("too many bytes");
         }
@@ -277,8 +290,20 @@ impl QuorumStore {
         now_ms: u64,
         batch: Batch,
     ) -> Result<ConsensusMessage, BatchError> {
-        self.check_batch(now_ms, batch.author, &batch)?;
         let info = batch.info();
+        self.accept_batch_with(now_ms, batch, info)
+    }
+
+    /// [`QuorumStore::accept_batch`] given `info`, which must be `batch.info()` (see
+    /// [`QuorumStore::check_batch_with`]).
+    pub fn accept_batch_with(
+        &mut self,
+        now_ms: u64,
+        batch: Batch,
+        info: BatchInfo,
+    ) -> Result<ConsensusMessage, BatchError> {
+        debug_assert_eq!(info, batch.info(), "info must be the batch's own");
+        self.check_batch_with(now_ms, batch.author, &batch, &info)?;
         if self.committed.contains(&info.digest) {
             return Err(BatchError::Refused("already committed".into()));
         }

@@ -6,7 +6,7 @@
 use crate::{now_ms, Shared};
 use bytes::Bytes;
 use netchain_network::{Inbound, Network};
-use netchain_types::{codec, Batch, ConsensusMessage, Digest, ValidatorIndex};
+use netchain_types::{codec, Batch, BatchInfo, ConsensusMessage, Digest, ValidatorIndex};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,7 @@ const CHECKS_PER_SYNC_MAX: usize = 16;
 struct BatchTask {
     shared: Arc<Shared>,
     network: Network,
-    tx_check: mpsc::Sender<Batch>,
+    tx_check: mpsc::Sender<(Batch, BatchInfo)>,
     next_batch_ms: u64,
     next_expire_ms: u64,
     /// Answers to a peer wait while more than this is queued to it.
@@ -54,8 +54,8 @@ pub(crate) fn spawn(
     tx_consensus: mpsc::Sender<Inbound<ConsensusMessage>>,
     frame_bytes_max: usize,
 ) {
-    let (tx_check, rx_check) = mpsc::channel::<Batch>(BATCH_CHECK_QUEUE);
-    let (tx_checked, mut rx_checked) = mpsc::channel::<(Batch, bool)>(BATCH_CHECK_QUEUE);
+    let (tx_check, rx_check) = mpsc::channel::<(Batch, BatchInfo)>(BATCH_CHECK_QUEUE);
+    let (tx_checked, mut rx_checked) = mpsc::channel::<(Batch, BatchInfo, bool)>(BATCH_CHECK_QUEUE);
     spawn_batch_checker(shared.clone(), rx_check, tx_checked);
     let mut task = BatchTask {
         shared,
@@ -92,7 +92,9 @@ pub(crate) fn spawn(
                     }
                     Err(_) => return,
                 },
-                Some((batch, ok)) = rx_checked.recv() => task.on_checked_batch(batch, ok),
+                Some((batch, info, ok)) = rx_checked.recv() => {
+                    task.on_checked_batch(batch, info, ok)
+                }
                 _ = tick.tick() => task.make_batches(),
             }
         }
@@ -246,7 +248,9 @@ impl BatchTask {
             debug!(from, "batch relayed by another validator dropped");
             return;
         }
-        let digest = batch.digest();
+        // Encoded and hashed once here; the checker and the store take this along.
+        let info = batch.info();
+        let digest = info.digest;
         if self.checking.contains(&digest) {
             return; // a copy of one being checked
         }
@@ -257,7 +261,9 @@ impl BatchTask {
             }
             match qs.ack_again_digest(&digest, from) {
                 Some(ack) => Ok(Some(ack)),
-                None => qs.check_batch(now_ms(), from, &batch).map(|_| None),
+                None => qs
+                    .check_batch_with(now_ms(), from, &batch, &info)
+                    .map(|_| None),
             }
         };
         match checked {
@@ -275,7 +281,7 @@ impl BatchTask {
             debug!(from, "batch dropped: signature checks are behind");
             return;
         }
-        match self.tx_check.try_send(batch) {
+        match self.tx_check.try_send((batch, info)) {
             Ok(()) => {
                 self.checking.insert(digest);
             }
@@ -285,8 +291,7 @@ impl BatchTask {
 
     /// A peer's batch back from the checker: if every signature verified (it is then stored
     /// durably), kept and acknowledged.
-    fn on_checked_batch(&mut self, batch: Batch, ok: bool) {
-        let info = batch.info();
+    fn on_checked_batch(&mut self, batch: Batch, info: BatchInfo, ok: bool) {
         self.checking.remove(&info.digest);
         let Some(qs) = &self.shared.quorum_store else {
             return;
@@ -298,7 +303,7 @@ impl BatchTask {
         let result = qs
             .lock()
             .expect("quorum store")
-            .accept_batch(now_ms(), batch);
+            .accept_batch_with(now_ms(), batch, info);
         match result {
             Ok(ack) => {
                 self.network.send(author, Bytes::from(codec::encode(&ack)));
@@ -374,8 +379,8 @@ impl BatchTask {
 /// availability), then passes them on to be acknowledged.
 fn spawn_batch_checker(
     shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<Batch>,
-    tx: mpsc::Sender<(Batch, bool)>,
+    mut rx: mpsc::Receiver<(Batch, BatchInfo)>,
+    tx: mpsc::Sender<(Batch, BatchInfo, bool)>,
 ) {
     std::thread::Builder::new()
         .name("batch-check".into())
@@ -391,7 +396,7 @@ fn spawn_batch_checker(
                 }
                 let mut good = Vec::with_capacity(round.len());
                 let mut bad = Vec::new();
-                for batch in round {
+                for (batch, info) in round {
                     let ok = shared.check_signatures(&batch.txs);
                     match ok.iter().position(|ok| !ok) {
                         Some(index) => {
@@ -401,9 +406,9 @@ fn spawn_batch_checker(
                                 index,
                                 "batch with an invalid signature refused"
                             );
-                            bad.push(batch);
+                            bad.push((batch, info));
                         }
-                        None => good.push((batch.info(), batch)),
+                        None => good.push((info, batch)),
                     }
                 }
                 // The acknowledgement promises availability, also after a crash.
@@ -419,8 +424,8 @@ fn spawn_batch_checker(
                 };
                 let results = good
                     .into_iter()
-                    .map(|(_, b)| (b, stored))
-                    .chain(bad.into_iter().map(|b| (b, false)));
+                    .map(|(i, b)| (b, i, stored))
+                    .chain(bad.into_iter().map(|(b, i)| (b, i, false)));
                 for result in results {
                     if tx.blocking_send(result).is_err() {
                         return;

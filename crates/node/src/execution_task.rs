@@ -94,7 +94,7 @@ fn resolve_batches(
     let mut missing = Vec::new();
     for (i, proof) in block.batches.iter().enumerate() {
         let digest = proof.info.digest;
-        if shared.store.batch(&digest)?.is_some() {
+        if shared.store.has_batch(&digest)? {
             out.push(None);
             continue;
         }

@@ -132,6 +132,11 @@ impl<B: KvBackend> ChainStore<B> {
             .collect())
     }
 
+    /// Whether an executed batch with this digest is stored (its bytes are not read).
+    pub fn has_batch(&self, digest: &Digest) -> Result<bool, StorageError> {
+        self.backend.contains(Column::Blocks, &batch_key(digest))
+    }
+
     /// An executed batch by digest.
     pub fn batch(&self, digest: &Digest) -> Result<Option<Batch>, StorageError> {
         self.get(Column::Blocks, &batch_key(digest))

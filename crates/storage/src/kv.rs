@@ -123,6 +123,12 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Value stored under `key` in `col`.
     fn get(&self, col: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
+    /// Whether `key` is in `col` (a backend that keeps large values apart answers without
+    /// reading them).
+    fn contains(&self, col: Column, key: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.get(col, key)?.is_some())
+    }
+
     /// Applies `batch` atomically across columns. With `sync` the batch is
     /// durable (fsynced) before returning and survives a process kill.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError>;

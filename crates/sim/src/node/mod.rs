@@ -659,7 +659,7 @@ fn resolve_batches(
     let mut batches = Vec::with_capacity(block.batches.len());
     for proof in &block.batches {
         let digest = proof.info.digest;
-        if r.store.batch(&digest).expect("sim disk").is_some() {
+        if r.store.has_batch(&digest).expect("sim disk") {
             batches.push(None);
             continue;
         }
