@@ -47,6 +47,11 @@ pub enum Component {
     /// batches and blocks, on an ordering-only chain (genesis `ordering_only`) where nothing is
     /// signature-checked or executed. Transactions are opaque padded bytes made on the fly.
     Ordering,
+    /// One validator's share of the full pipeline in one process, the other validators
+    /// simulated: their batches of signed transfers are decoded, every signature verified,
+    /// the batches stored, and blocks of them executed, state committed and stored. Closed
+    /// loop: `--rate × --duration` transactions, as fast as they go.
+    Validator,
 }
 
 /// Flags of `netchain bench`.
@@ -198,6 +203,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.service_chains > 0 {
         return multi_chain(args).await;
+    }
+    if args.component == Component::Validator {
+        anyhow::ensure!(
+            args.target.is_empty() && args.workload == Workload::Transfer && !args.ramp,
+            "the validator component runs in this process on transfers (drop --target, --ramp)"
+        );
+        let run = args.clone();
+        tokio::task::spawn_blocking(move || crate::validator_bench::run(&run))
+            .await
+            .context("validator bench")??;
+        return Ok(());
     }
     let ordering = args.component == Component::Ordering;
     anyhow::ensure!(
@@ -391,7 +407,7 @@ pub(crate) fn padding_for(tx: &SignedTransaction, size: usize) -> Vec<u8> {
 
 /// Signs `total` transfers round-robin over the accounts, padded to `tx_size` bytes, on every
 /// core, with a progress line.
-fn presign(
+pub(crate) fn presign(
     chain: &str,
     keys: &[Keypair],
     nonces: &mut [u64],

@@ -13,6 +13,7 @@ pub mod procs;
 pub mod registry_follower;
 pub mod relay;
 pub mod testnet;
+pub mod validator_bench;
 
 /// Parses durations like `30s`, `2m`, `500ms`, `1h`, `90d` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
