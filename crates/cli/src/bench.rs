@@ -201,7 +201,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.workload == Workload::LocalCurrency {
         return local_currency(args).await;
     }
+    anyhow::ensure!(
+        args.tx_size <= netchain_config::MempoolParams::default().tx_bytes_max,
+        "--tx-size {} is over the nodes' transaction limit ({} B)",
+        args.tx_size,
+        netchain_config::MempoolParams::default().tx_bytes_max
+    );
     if args.service_chains > 0 {
+        anyhow::ensure!(
+            args.component == Component::Full,
+            "--service-chains measures the full pipeline (drop --component)"
+        );
         return multi_chain(args).await;
     }
     if args.component == Component::Validator {
@@ -217,8 +227,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let ordering = args.component == Component::Ordering;
     anyhow::ensure!(
-        !ordering || (!args.no_batching && args.workload == Workload::Transfer),
-        "the ordering component runs on batches (drop --no-batching) with opaque transactions"
+        !ordering
+            || (!args.no_batching && args.workload == Workload::Transfer && args.target.is_empty()),
+        "the ordering component starts its own ordering-only network, on batches, with opaque \
+         transactions (drop --no-batching, --workload and --target)"
     );
     let mut procs: Vec<NodeProcess> = Vec::new();
     let (clients, chain) = if args.target.is_empty() {

@@ -28,6 +28,9 @@ const BULK_SENDER: PublicKey = PublicKey([0x5a; 32]);
 const TICK: Duration = Duration::from_millis(10);
 /// How long to wait for the last commits after the offer ends.
 const DRAIN: Duration = Duration::from_secs(15);
+/// Most transactions in one submit request (the node refuses more than its `submit_batch_max`
+/// whole; a tick that catches up after waiting for a free request slot splits its share).
+const REQUEST_TXS_MAX: u64 = 2_000;
 
 /// Transactions of one size made from a template: the encoding of a padded transfer whose
 /// nonce (and, for samples, sender) is patched in place.
@@ -224,7 +227,7 @@ async fn offer(
         }
         // One request per validator per tick.
         let n = clients.len() as u64;
-        let per = (due - sent).div_ceil(n);
+        let per = (due - sent).div_ceil(n).min(REQUEST_TXS_MAX);
         let now_us = (start.elapsed().as_micros() as u64).max(1);
         let mut lo = sent;
         while lo < due {
@@ -245,12 +248,21 @@ async fn offer(
             let permit = permits.clone().acquire_owned().await.expect("semaphore");
             let tally = tally.clone();
             let count = hi - lo;
+            let maker = maker.clone();
             tokio::spawn(async move {
-                let refused = match client.submit_bulk_body(body).await {
-                    Ok(resp) => resp.refused.len() as u64,
-                    Err(_) => count,
+                // Refused transactions are never ordered: their samples are not waited for.
+                let refused: Vec<u64> = match client.submit_bulk_body(body).await {
+                    Ok(resp) => resp.refused.iter().map(|r| lo + r.index as u64).collect(),
+                    Err(_) => (lo..lo + count).collect(),
                 };
-                tally.lock().expect("tally").refused += refused;
+                let mut t = tally.lock().expect("tally");
+                t.refused += refused.len() as u64;
+                for k in refused {
+                    let nonce = first_nonce + k;
+                    if nonce.is_multiple_of(SAMPLE_EVERY) {
+                        t.samples.remove(&maker.sample_id(nonce));
+                    }
+                }
                 drop(permit);
             });
             lo = hi;
@@ -267,13 +279,14 @@ async fn offer(
         }
     }
     let offer_secs = start.elapsed().as_secs_f64();
-    // Every request answered, then the commits of what was accepted.
+    // Every request answered, then the commits of what was accepted, and every accepted
+    // sample's event (the sample stream may trail the block stream).
     let _ = permits.acquire_many(REQUESTS_IN_FLIGHT as u32).await;
     let drain = Instant::now();
     while drain.elapsed() < DRAIN {
         let done = {
             let t = tally.lock().expect("tally");
-            t.committed + t.refused >= total
+            t.committed + t.refused >= total && t.samples.is_empty()
         };
         if done {
             break;

@@ -6,6 +6,11 @@
 //! stores it durably, and executes blocks of the batches in order, committing state, block and
 //! batches with one sync per block, as the validator's `batch-check` and `execution` threads do.
 //! Closed loop: `--rate × --duration` transactions go through as fast as the pipeline goes.
+//!
+//! What it leaves out, so read it as an upper bound for one validator alone on the machine:
+//! consensus (votes, proposals, safety-data syncs), acknowledgement and proof signatures, the
+//! network, HTTP admission, the mempool and event streams; and signature checks use every core
+//! while execution runs beside them.
 
 use crate::bench::BenchArgs;
 use crate::layout::demo_account;
@@ -58,6 +63,8 @@ pub struct ValidatorReport {
 /// Runs the validator component; prints and returns the report.
 pub fn run(args: &BenchArgs) -> anyhow::Result<ValidatorReport> {
     let chain = "netchain-bench";
+    anyhow::ensure!(args.accounts >= 1, "--accounts must be at least 1");
+    let defaults = netchain_config::ConsensusParams::default();
     let total = (args.rate.max(1) * args.duration.as_secs().max(1)) as usize;
     let dir = args.dir.join("validator");
     if dir.exists() {
@@ -74,8 +81,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ValidatorReport> {
     let mut nonces = vec![0u64; keys.len()];
     let txs = crate::bench::presign(chain, &keys, &mut nonces, total, args.tx_size, !args.json);
     let tx_bytes = codec::encode(&txs[0]).len();
-    // The peers' batches as they come off the wire.
-    let batch_txs = 2_000;
+    // The peers' batches as they come off the wire, cut as a validator cuts them (by count
+    // and bytes, with room for the batch's own fields).
+    let batch_txs = defaults
+        .batch_max_txs
+        .min((defaults.batch_max_bytes - 1_024) / tx_bytes)
+        .max(1);
     let mut wire = Vec::new();
     let mut txs = txs.into_iter().peekable();
     let mut seq = 0u64;

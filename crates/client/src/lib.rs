@@ -630,7 +630,7 @@ impl Client {
     }
 
     /// [`Client::follow_txs`], only for transactions `account` sends or receives (the node
-    /// skips the others unread, so a sampling client costs it little).
+    /// still reads every block's transactions, but hashes, looks up and sends only these).
     pub async fn follow_txs_of(
         &self,
         from_height: u64,

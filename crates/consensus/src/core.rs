@@ -23,6 +23,8 @@ pub struct CoreConfig {
     pub max_round_timeout_ms: u64,
     /// A leader with nothing to propose waits this long before proposing an empty block.
     pub empty_block_interval_ms: u64,
+    /// A leader proposes this long after entering its round at the earliest (larger blocks).
+    pub min_block_interval_ms: u64,
     /// Most transactions in a block.
     pub block_max_txs: usize,
     /// Most encoded bytes of a block.
@@ -47,6 +49,7 @@ impl CoreConfig {
             round_timeout_ms: 1_000,
             max_round_timeout_ms: 10_000,
             empty_block_interval_ms: 200,
+            min_block_interval_ms: 0,
             block_max_txs: 5_000,
             block_max_bytes: 4 << 20,
             block_max_batches: 64,
@@ -1016,6 +1019,9 @@ impl Core {
             && !busy_ancestry
             && now < self.round_started_ms + self.cfg.empty_block_interval_ms
         {
+            return;
+        }
+        if now < self.round_started_ms + self.cfg.min_block_interval_ms {
             return;
         }
         let mut block = Block {

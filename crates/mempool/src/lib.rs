@@ -215,6 +215,18 @@ impl Mempool {
         Ok(())
     }
 
+    /// Ordering-only chains: transactions of an own batch that expired unordered go back to
+    /// the front of the arrival-order lane (in their order), to be batched again. They were
+    /// admitted, so they are taken back even above the pool's bounds (by at most a batch).
+    pub fn requeue_unordered(&mut self, txs: &[SignedTransaction]) {
+        for tx in txs.iter().rev() {
+            let size = codec::encoded_len(tx);
+            self.count += 1;
+            self.bytes += size;
+            self.unordered.push_front((tx.clone(), size));
+        }
+    }
+
     /// Takes transactions for a block extending `ancestors` (the uncommitted blocks between the
     /// committed tip and the new block): senders in turn, each sender's consecutive nonces after
     /// those its ancestors carry.
@@ -264,7 +276,9 @@ impl Mempool {
 
     /// Batch mode: takes transactions not yet in a batch (senders in turn, each sender's
     /// consecutive nonces), and marks them batched. They stay in the pool, counted against its
-    /// bounds, until execution moves their sender's nonce past them.
+    /// bounds, until execution moves their sender's nonce past them. Ordering-only chains'
+    /// transactions (the arrival-order lane) come first and leave the pool here; the quorum
+    /// store's quotas bound them from then on.
     pub fn take_batch(&mut self, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction> {
         let mut out = Vec::new();
         let mut bytes = 0;
@@ -702,5 +716,12 @@ mod tests {
         assert_eq!(m.take_batch(10, usize::MAX), txs[4..].to_vec());
         assert!(m.is_empty() && m.bytes() == 0);
         m.insert_unordered(tx(4, 0)).unwrap();
+        // An expired batch's transactions go back first, in their order.
+        m.requeue_unordered(&txs[..2]);
+        assert_eq!((m.len(), m.bytes()), (3, 3 * one));
+        assert_eq!(
+            m.take_batch(10, usize::MAX),
+            vec![txs[0].clone(), txs[1].clone(), tx(4, 0)]
+        );
     }
 }

@@ -35,6 +35,9 @@ pub struct QuorumStoreConfig {
     pub batch_max_txs: usize,
     /// Most encoded bytes of a batch.
     pub batch_max_bytes: usize,
+    /// Most encoded bytes of one transaction in a batch (the node's admission limit: a peer
+    /// may not slip in what no client could submit).
+    pub tx_bytes_max: usize,
     /// How long after its creation a batch may still be included in a block.
     pub batch_ttl_ms: u64,
     /// Most uncommitted batches stored per author.
@@ -54,6 +57,7 @@ impl Default for QuorumStoreConfig {
         Self {
             batch_max_txs: 2_000,
             batch_max_bytes: 1 << 20,
+            tx_bytes_max: 4_096,
             batch_ttl_ms: 30_000,
             author_batches_max: 300,
             author_bytes_max: 128 << 20,
@@ -258,6 +262,13 @@ impl QuorumStore {
         }
         if batch.txs.iter().any(|t| t.tx.chain_id != self.chain_id) {
             return refused("a transaction for another chain");
+        }
+        if batch
+            .txs
+            .iter()
+            .any(|t| netchain_types::codec::encoded_len(t) > self.cfg.tx_bytes_max)
+        {
+            return refused("a transaction over the size limit");
         }
         if batch.expires_ms < now_ms
             || batch.expires_ms > now_ms + self.cfg.batch_ttl_ms + self.cfg.clock_skew_max_ms

@@ -202,6 +202,14 @@ fn peers_check_author_chain_bounds_and_expiry_before_acknowledging() {
     let mut big = batch.clone();
     big.txs = vec![signed_tx(1, 0), signed_tx(1, 1), signed_tx(1, 2)];
     assert!(qs[1].check_batch(NOW, 0, &big).is_err());
+    // A transaction no client could have submitted (over the size limit).
+    let mut fat = batch.clone();
+    fat.txs[0].tx.payload = Payload::Transfer {
+        to: PublicKey([0xee; 32]),
+        amount: 1,
+        memo: vec![0; cfg.tx_bytes_max],
+    };
+    assert!(qs[1].check_batch(NOW, 0, &fat).is_err());
     // Expired, or expiring implausibly late.
     assert!(qs[1].check_batch(batch.expires_ms + 1, 0, &batch).is_err());
     let mut late = batch.clone();

@@ -253,6 +253,11 @@ pub(crate) fn spawn_ingest(shared: Arc<Shared>, mut rx: mpsc::Receiver<Vec<Signe
         .name("tx-ingest".into())
         .spawn(move || {
             while let Some(mut txs) = rx.blocking_recv() {
+                if shared.ordering_only {
+                    // Peers there only batch; a gossiped transaction would sit in the
+                    // nonce-ordered pool forever (nothing executes nonces forward).
+                    continue;
+                }
                 // Only what a client could have submitted here is worth a signature check.
                 txs.retain(|t| {
                     t.tx.chain_id == shared.chain_id

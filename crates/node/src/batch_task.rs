@@ -166,7 +166,14 @@ impl BatchTask {
                 let expired = qs.expire(now);
                 if !expired.own.is_empty() {
                     let mut mempool = self.shared.mempool.lock().expect("mempool lock");
-                    let again: usize = expired.own.iter().map(|b| mempool.unbatch(&b.txs)).sum();
+                    let again: usize = if self.shared.ordering_only {
+                        for b in expired.own.iter().rev() {
+                            mempool.requeue_unordered(&b.txs);
+                        }
+                        expired.own.iter().map(|b| b.txs.len()).sum()
+                    } else {
+                        expired.own.iter().map(|b| mempool.unbatch(&b.txs)).sum()
+                    };
                     debug!(batches = expired.own.len(), again, "own batches expired");
                 }
                 if !expired.dropped.is_empty() {

@@ -293,6 +293,7 @@ impl Node {
             round_timeout_ms: p.round_timeout_ms,
             max_round_timeout_ms: p.max_round_timeout_ms,
             empty_block_interval_ms: p.empty_block_interval_ms,
+            min_block_interval_ms: p.min_block_interval_ms,
             block_max_txs: p.block_max_txs,
             block_max_bytes: p.block_max_bytes,
             block_max_batches: p.block_max_batches,
@@ -376,6 +377,7 @@ impl Node {
                 QuorumStoreConfig {
                     batch_max_txs: p.batch_max_txs,
                     batch_max_bytes: p.batch_max_bytes,
+                    tx_bytes_max: cfg.mempool.tx_bytes_max,
                     batch_ttl_ms: p.batch_ttl_ms,
                     ..QuorumStoreConfig::default()
                 },

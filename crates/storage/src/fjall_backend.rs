@@ -55,8 +55,11 @@ impl FjallBackend {
                 db.keyspace(c.name(), || {
                     let opts = KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
                     if *c == Column::Blocks {
-                        // Blocks and batches are large and written once: kept in blob files
-                        // beside the tree, so compactions move only their keys. The blobs stay
+                        // Blocks and batches are large: kept in blob files beside the tree, so
+                        // compactions move only their keys. (An acknowledged batch is written
+                        // twice, pending and then executed, and the pending copy deleted: blob
+                        // garbage collection reclaims it. Options apply to a column when it
+                        // is created, so older data folders keep values in the tree.) The blobs stay
                         // lz4-compressed: without it the ordering benchmark (whose padding
                         // compresses well) became disk-bound at 135k TPS (53k finalized instead
                         // of 134k), though lz4 took ~9 % of a validator's CPU there.
