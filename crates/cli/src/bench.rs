@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// (a transfer without a memo is ~165 B; smaller sizes are not padded).
     #[arg(long, default_value_t = 512)]
     pub tx_size: usize,
+    /// Override `[consensus] min_block_interval_ms` of the network the bench starts (how long a
+    /// leader waits for batches before proposing; 0 proposes at once).
+    #[arg(long)]
+    pub min_block_interval_ms: Option<u64>,
     /// Offered transactions per second (open loop).
     #[arg(long, default_value_t = 2_000)]
     pub rate: u64,
@@ -252,6 +256,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             },
         )?;
         let binary = netchaind_path();
+        if let Some(ms) = args.min_block_interval_ms {
+            for file in &layout.node_files {
+                let mut cfg = netchain_config::NodeConfig::load(file)?;
+                cfg.consensus.min_block_interval_ms = ms;
+                cfg.validate()?;
+                cfg.save(file)?;
+            }
+        }
         for (i, file) in layout.node_files.iter().enumerate() {
             let log = layout.validator_dir(i).join("node.log");
             procs.push(NodeProcess::start(&binary, file, &log)?);

@@ -85,9 +85,6 @@ async fn ten_times_overload_keeps_memory_bounded_and_honest_clients_committing()
     let net = Net::start_with(VALIDATORS, FLOOD_ACCOUNTS + 1, false, |_, cfg| {
         cfg.consensus.batch_max_txs = 20;
         cfg.consensus.block_max_batches = 1;
-        // Blocks as fast as rounds go: with one tiny batch per block, the default wait for
-        // larger blocks would only throttle the chain further (to ~125 TPS here).
-        cfg.consensus.min_block_interval_ms = 0;
         cfg.mempool.txs_max = MEMPOOL_MAX;
     })
     .await;

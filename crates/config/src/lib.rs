@@ -216,7 +216,7 @@ impl Default for ConsensusParams {
             round_timeout_ms: 1_000,
             max_round_timeout_ms: 10_000,
             empty_block_interval_ms: 200,
-            min_block_interval_ms: 40,
+            min_block_interval_ms: 0,
             block_max_txs: 5_000,
             block_max_bytes: 4 << 20,
             batching: true,
