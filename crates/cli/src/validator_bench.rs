@@ -227,9 +227,9 @@ fn execute_stage(
         // Covered by the batches' proofs of availability (checked above, as a peer would).
         let out = executor.execute_checked(&BlockInfo::from(&block), &txs, &|_, _| true)?;
         let mut wb: WriteBatch = out.batch;
-        for (batch, info) in &batches {
-            ChainStore::<Backend>::put_batch(&mut wb, &info.digest, batch);
-            ChainStore::<Backend>::delete_pending_batch(&mut wb, info);
+        // Stored when checked, as an acknowledged batch is.
+        for (_, info) in &batches {
+            ChainStore::<Backend>::put_executed_batch(&mut wb, info, None);
         }
         ChainStore::<Backend>::put_block(&mut wb, &block);
         applied += out.applied;

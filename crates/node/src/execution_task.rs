@@ -94,7 +94,7 @@ fn resolve_batches(
     let mut missing = Vec::new();
     for (i, proof) in block.batches.iter().enumerate() {
         let digest = proof.info.digest;
-        if shared.store.has_batch(&digest)? {
+        if shared.store.batch_executed(&digest)? {
             out.push(None);
             continue;
         }
@@ -205,10 +205,13 @@ fn execute_one(
         (out.batch, out.state_root, out.applied, out.nonces)
     };
     for (proof, b) in block.batches.iter().zip(batches) {
-        if let Some(b) = b {
-            ChainStore::<crate::Backend>::put_batch(&mut batch, &proof.info.digest, b);
-        }
-        ChainStore::<crate::Backend>::delete_pending_batch(&mut batch, &proof.info);
+        // A batch acknowledged here is stored already; a fetched one is stored now. (One an
+        // earlier block executed, `None`, is only taken off the acknowledged index.)
+        let body = match b {
+            Some(b) if !shared.store.has_batch(&proof.info.digest)? => Some(&**b),
+            _ => None,
+        };
+        ChainStore::<crate::Backend>::put_executed_batch(&mut batch, &proof.info, body);
     }
     ChainStore::<crate::Backend>::put_block(&mut batch, block);
     let new_tip = ChainTip {

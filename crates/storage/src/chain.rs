@@ -19,8 +19,15 @@ fn batch_key(digest: &Digest) -> Vec<u8> {
     [BATCH_PREFIX, &digest.0].concat()
 }
 
-/// Batches a validator acknowledged (not executed yet), by expiry then digest.
+/// Batches a validator acknowledged (not executed yet), by expiry then digest: an index (empty
+/// values); the batch itself is stored once, under its batch key.
 const PENDING_PREFIX: &[u8] = b"qbatch";
+/// Batches a committed block executed (empty values): a block naming one again skips it.
+const EXECUTED_PREFIX: &[u8] = b"xbatch";
+
+fn executed_key(digest: &Digest) -> Vec<u8> {
+    [EXECUTED_PREFIX, &digest.0].concat()
+}
 
 fn pending_key(expires_ms: u64, digest: &Digest) -> Vec<u8> {
     [PENDING_PREFIX, &expires_ms.to_be_bytes(), &digest.0].concat()
@@ -89,9 +96,20 @@ impl<B: KvBackend> ChainStore<B> {
         );
     }
 
-    /// Adds an executed batch (named by a committed block) to `batch`.
-    pub fn put_batch(wb: &mut WriteBatch, digest: &Digest, batch: &Batch) {
-        wb.put(Column::Blocks, batch_key(digest), encode(batch));
+    /// Adds an executed batch (named by a committed block) to `wb`: marks it executed and
+    /// takes it off the acknowledged index. `body` is the batch when it is not stored yet (it
+    /// was fetched, not acknowledged here); an acknowledged batch is stored already.
+    pub fn put_executed_batch(wb: &mut WriteBatch, info: &BatchInfo, body: Option<&Batch>) {
+        if let Some(batch) = body {
+            wb.put(Column::Blocks, batch_key(&info.digest), encode(batch));
+        }
+        wb.put(Column::Blocks, executed_key(&info.digest), Vec::new());
+        wb.delete(Column::Blocks, pending_key(info.expires_ms, &info.digest));
+    }
+
+    /// Whether a committed block executed the batch with this digest.
+    pub fn batch_executed(&self, digest: &Digest) -> Result<bool, StorageError> {
+        self.backend.contains(Column::Blocks, &executed_key(digest))
     }
 
     /// Stores, durably, a batch this validator is about to acknowledge (its acknowledgement
@@ -104,18 +122,21 @@ impl<B: KvBackend> ChainStore<B> {
     pub fn put_pending_batches(&self, batches: &[(BatchInfo, &Batch)]) -> Result<(), StorageError> {
         let mut wb = WriteBatch::new();
         for (info, batch) in batches {
+            wb.put(Column::Blocks, batch_key(&info.digest), encode(*batch));
             wb.put(
                 Column::Blocks,
                 pending_key(info.expires_ms, &info.digest),
-                encode(*batch),
+                Vec::new(),
             );
         }
         self.backend.write(wb, true)
     }
 
-    /// Adds the removal of acknowledged batches (executed, or expired uncommitted) to `wb`.
+    /// Adds the removal of an acknowledged batch that no block executed (expired uncommitted,
+    /// or refused after it was stored) to `wb`: the index entry and the batch.
     pub fn delete_pending_batch(wb: &mut WriteBatch, info: &BatchInfo) {
         wb.delete(Column::Blocks, pending_key(info.expires_ms, &info.digest));
+        wb.delete(Column::Blocks, batch_key(&info.digest));
     }
 
     /// The acknowledged batches stored (after a restart), at most `limit`. Entries that do not
@@ -123,16 +144,32 @@ impl<B: KvBackend> ChainStore<B> {
     pub fn pending_batches(&self, limit: usize) -> Result<Vec<Batch>, StorageError> {
         let mut end = PENDING_PREFIX.to_vec();
         *end.last_mut().expect("non-empty prefix") += 1;
-        Ok(self
+        let mut out = Vec::new();
+        for (key, _) in self
             .backend
             .range(Column::Blocks, PENDING_PREFIX, &end, limit)?
-            .into_iter()
-            .filter(|(k, _)| k.len() == PENDING_PREFIX.len() + 8 + 32)
-            .filter_map(|(_, v)| borsh::from_slice(&v).ok())
-            .collect())
+        {
+            let Some(digest) = key
+                .strip_prefix(PENDING_PREFIX)
+                .filter(|rest| rest.len() == 8 + 32)
+                .and_then(|rest| <[u8; 32]>::try_from(&rest[8..]).ok())
+            else {
+                continue;
+            };
+            if let Some(bytes) = self
+                .backend
+                .get(Column::Blocks, &batch_key(&Digest(digest)))?
+            {
+                if let Ok(batch) = borsh::from_slice(&bytes) {
+                    out.push(batch);
+                }
+            }
+        }
+        Ok(out)
     }
 
-    /// Whether an executed batch with this digest is stored (its bytes are not read).
+    /// Whether a batch with this digest is stored, acknowledged or executed (its bytes are not
+    /// read).
     pub fn has_batch(&self, digest: &Digest) -> Result<bool, StorageError> {
         self.backend.contains(Column::Blocks, &batch_key(digest))
     }
@@ -290,6 +327,43 @@ mod tests {
     use super::*;
     use crate::MemoryBackend;
     use netchain_types::TxOutcome;
+
+    #[test]
+    fn batches_are_stored_once_from_acknowledgement_to_execution() {
+        let store = ChainStore::new(Arc::new(MemoryBackend::default()));
+        let batch = |seq: u64| Batch {
+            chain_id: "c".into(),
+            author: 1,
+            seq,
+            expires_ms: 1_000 + seq,
+            txs: Vec::new(),
+        };
+        let (a, b, c) = (batch(1), batch(2), batch(3));
+        store
+            .put_pending_batches(&[(a.info(), &a), (b.info(), &b)])
+            .unwrap();
+        assert_eq!(
+            store.pending_batches(10).unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        // Readable (served to peers) while pending, but not executed.
+        assert_eq!(store.batch(&a.digest()).unwrap(), Some(a.clone()));
+        assert!(store.has_batch(&a.digest()).unwrap());
+        assert!(!store.batch_executed(&a.digest()).unwrap());
+        // `a` executes (already stored), `c` executes after a fetch, `b` expires unexecuted.
+        let mut wb = WriteBatch::new();
+        ChainStore::<MemoryBackend>::put_executed_batch(&mut wb, &a.info(), None);
+        ChainStore::<MemoryBackend>::put_executed_batch(&mut wb, &c.info(), Some(&c));
+        ChainStore::<MemoryBackend>::delete_pending_batch(&mut wb, &b.info());
+        store.commit(wb).unwrap();
+        assert!(store.pending_batches(10).unwrap().is_empty());
+        for x in [&a, &c] {
+            assert_eq!(store.batch(&x.digest()).unwrap().as_ref(), Some(x));
+            assert!(store.batch_executed(&x.digest()).unwrap());
+        }
+        assert_eq!(store.batch(&b.digest()).unwrap(), None);
+        assert!(!store.batch_executed(&b.digest()).unwrap());
+    }
 
     #[test]
     fn blocks_receipts_tip_round_trip() {

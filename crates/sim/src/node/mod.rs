@@ -659,7 +659,7 @@ fn resolve_batches(
     let mut batches = Vec::with_capacity(block.batches.len());
     for proof in &block.batches {
         let digest = proof.info.digest;
-        if r.store.has_batch(&digest).expect("sim disk") {
+        if r.store.batch_executed(&digest).expect("sim disk") {
             batches.push(None);
             continue;
         }
@@ -717,10 +717,11 @@ fn execute_one(
         .expect("sim disk");
     let mut batch = exec.batch;
     for (proof, b) in block.batches.iter().zip(batches) {
-        if let Some(b) = b {
-            ChainStore::<SimDisk>::put_batch(&mut batch, &proof.info.digest, b);
-        }
-        ChainStore::<SimDisk>::delete_pending_batch(&mut batch, &proof.info);
+        let body = match b {
+            Some(b) if !r.store.has_batch(&proof.info.digest).expect("sim disk") => Some(&**b),
+            _ => None,
+        };
+        ChainStore::<SimDisk>::put_executed_batch(&mut batch, &proof.info, body);
     }
     ChainStore::<SimDisk>::put_block(&mut batch, block);
     let tip = ChainTip {
