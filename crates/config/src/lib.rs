@@ -439,7 +439,7 @@ impl NodeConfig {
                  batch_ttl_ms >= 1000",
             ));
         }
-        if c.min_block_interval_ms * 4 > c.round_timeout_ms {
+        if c.min_block_interval_ms.saturating_mul(4) > c.round_timeout_ms {
             return Err(invalid(
                 "consensus.min_block_interval_ms",
                 "at most a quarter of round_timeout_ms (a leader that waits longer times out)",

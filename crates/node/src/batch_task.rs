@@ -178,12 +178,12 @@ impl BatchTask {
                 }
                 if !expired.dropped.is_empty() {
                     let mut wb = netchain_storage::WriteBatch::new();
-                    for info in &expired.dropped {
-                        netchain_storage::ChainStore::<crate::Backend>::delete_pending_batch(
-                            &mut wb, info,
-                        );
-                    }
-                    if let Err(e) = self.shared.store.commit_unsynced(wb) {
+                    let dropped = expired
+                        .dropped
+                        .iter()
+                        .try_for_each(|info| self.shared.store.drop_pending_batch(&mut wb, info))
+                        .and_then(|()| self.shared.store.commit_unsynced(wb));
+                    if let Err(e) = dropped {
                         warn!(error = %e, "deleting expired batches failed");
                     }
                 }
@@ -261,6 +261,11 @@ impl BatchTask {
         if self.checking.contains(&digest) {
             return; // a copy of one being checked
         }
+        // A copy of a batch a block executed (the quorum store's memory of commits is bounded
+        // and starts empty after a restart; the store's marker is not).
+        if self.shared.store.batch_executed(&digest).unwrap_or(true) {
+            return;
+        }
         let checked = {
             let qs = qs.lock().expect("quorum store");
             if qs.is_committed(&digest) {
@@ -307,22 +312,29 @@ impl BatchTask {
             return;
         }
         let author = batch.author;
-        let result = qs
-            .lock()
-            .expect("quorum store")
-            .accept_batch_with(now_ms(), batch, info);
-        match result {
+        let mut qs = qs.lock().expect("quorum store");
+        match qs.accept_batch_with(now_ms(), batch, info) {
             Ok(ack) => {
+                drop(qs);
                 self.network.send(author, Bytes::from(codec::encode(&ack)));
             }
             Err(e) => {
                 debug!(author, error = %e, "batch not acknowledged");
-                // Stored by the checker but not kept: its record goes too.
+                // Stored by the checker but not kept: its index entry goes, and its bytes too
+                // unless a block committed (or executed) the batch meanwhile. Decided and
+                // written under the quorum store's lock, so no commit slips in between (a
+                // commit is marked there before execution sees it).
                 let mut wb = netchain_storage::WriteBatch::new();
-                netchain_storage::ChainStore::<crate::Backend>::delete_pending_batch(
-                    &mut wb, &info,
-                );
-                if let Err(e) = self.shared.store.commit_unsynced(wb) {
+                let store = &self.shared.store;
+                let dropped = if qs.is_committed(&info.digest) {
+                    netchain_storage::ChainStore::<crate::Backend>::drop_pending_index(
+                        &mut wb, &info,
+                    );
+                    Ok(())
+                } else {
+                    store.drop_pending_batch(&mut wb, &info)
+                };
+                if let Err(e) = dropped.and_then(|()| store.commit_unsynced(wb)) {
                     warn!(error = %e, "deleting a refused batch failed");
                 }
             }

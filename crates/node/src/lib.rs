@@ -393,7 +393,7 @@ impl Node {
             if !refused.is_empty() {
                 let mut wb = WriteBatch::new();
                 for info in &refused {
-                    ChainStore::<Backend>::delete_pending_batch(&mut wb, info);
+                    store.drop_pending_batch(&mut wb, info)?;
                 }
                 store.commit(wb)?;
             }

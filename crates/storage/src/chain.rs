@@ -132,11 +132,26 @@ impl<B: KvBackend> ChainStore<B> {
         self.backend.write(wb, true)
     }
 
-    /// Adds the removal of an acknowledged batch that no block executed (expired uncommitted,
-    /// or refused after it was stored) to `wb`: the index entry and the batch.
-    pub fn delete_pending_batch(wb: &mut WriteBatch, info: &BatchInfo) {
+    /// Adds the removal of an acknowledged batch that is not kept (expired uncommitted, or
+    /// refused after it was stored) to `wb`: its index entry, and its bytes unless a block
+    /// executed a batch with this digest (a late or repeated copy of an executed batch must not
+    /// take the executed one's bytes with it: events, peers' fetches and block reads need them).
+    pub fn drop_pending_batch(
+        &self,
+        wb: &mut WriteBatch,
+        info: &BatchInfo,
+    ) -> Result<(), StorageError> {
+        Self::drop_pending_index(wb, info);
+        if !self.batch_executed(&info.digest)? {
+            wb.delete(Column::Blocks, batch_key(&info.digest));
+        }
+        Ok(())
+    }
+
+    /// Adds the removal of an acknowledged batch's index entry only to `wb` (its bytes stay:
+    /// a block committed it).
+    pub fn drop_pending_index(wb: &mut WriteBatch, info: &BatchInfo) {
         wb.delete(Column::Blocks, pending_key(info.expires_ms, &info.digest));
-        wb.delete(Column::Blocks, batch_key(&info.digest));
     }
 
     /// The acknowledged batches stored (after a restart), at most `limit`. Entries that do not
@@ -156,6 +171,9 @@ impl<B: KvBackend> ChainStore<B> {
             else {
                 continue;
             };
+            if self.batch_executed(&Digest(digest))? {
+                continue; // a late copy of an executed batch: not pending
+            }
             if let Some(bytes) = self
                 .backend
                 .get(Column::Blocks, &batch_key(&Digest(digest)))?
@@ -354,7 +372,7 @@ mod tests {
         let mut wb = WriteBatch::new();
         ChainStore::<MemoryBackend>::put_executed_batch(&mut wb, &a.info(), None);
         ChainStore::<MemoryBackend>::put_executed_batch(&mut wb, &c.info(), Some(&c));
-        ChainStore::<MemoryBackend>::delete_pending_batch(&mut wb, &b.info());
+        store.drop_pending_batch(&mut wb, &b.info()).unwrap();
         store.commit(wb).unwrap();
         assert!(store.pending_batches(10).unwrap().is_empty());
         for x in [&a, &c] {
@@ -363,6 +381,14 @@ mod tests {
         }
         assert_eq!(store.batch(&b.digest()).unwrap(), None);
         assert!(!store.batch_executed(&b.digest()).unwrap());
+        // A late copy of executed `a`, acknowledged and then dropped, leaves `a`'s bytes, and
+        // is not restored as pending meanwhile.
+        store.put_pending_batches(&[(a.info(), &a)]).unwrap();
+        assert!(store.pending_batches(10).unwrap().is_empty());
+        let mut wb = WriteBatch::new();
+        store.drop_pending_batch(&mut wb, &a.info()).unwrap();
+        store.commit(wb).unwrap();
+        assert_eq!(store.batch(&a.digest()).unwrap(), Some(a));
     }
 
     #[test]

@@ -273,7 +273,7 @@ impl Instance {
             let refused = qs.restore(tip.block.timestamp_ms, pending);
             let mut wb = WriteBatch::new();
             for info in &refused {
-                ChainStore::<SimDisk>::delete_pending_batch(&mut wb, info);
+                store.drop_pending_batch(&mut wb, info).expect("sim disk");
             }
             store.commit(wb).expect("sim disk");
             qs
@@ -579,7 +579,7 @@ fn make_batches(r: &mut Running, now: u64, out: &mut Vec<Effect>) {
         }
         let mut wb = WriteBatch::new();
         for info in &expired.dropped {
-            ChainStore::<SimDisk>::delete_pending_batch(&mut wb, info);
+            r.store.drop_pending_batch(&mut wb, info).expect("sim disk");
         }
         r.store.commit_unsynced(wb).expect("sim disk");
     }
@@ -623,6 +623,10 @@ fn on_batch(r: &mut Running, now: u64, from: ValidatorIndex, batch: Batch, out: 
         return;
     }
     if qs.check_batch(now, from, &batch).is_err() {
+        return;
+    }
+    // A copy of a batch a block executed here (as in the node).
+    if r.store.batch_executed(&batch.digest()).expect("sim disk") {
         return;
     }
     let items: Vec<_> = batch
