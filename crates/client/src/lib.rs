@@ -671,6 +671,8 @@ impl Client {
                     code: data["code"].as_str().map(str::to_string),
                 });
             }
+            // The stream ended (node restart, or told to resume): not a tight reconnect loop.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -699,6 +701,7 @@ impl Client {
                     on_block(h, n, data["timestamp_ms"].as_u64().unwrap_or(0));
                 }
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
