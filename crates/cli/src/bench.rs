@@ -378,11 +378,8 @@ async fn drive(
 ) -> anyhow::Result<BenchReport> {
     wait_ready(clients, Duration::from_secs(30)).await?;
     let (keys, mut nonces) = accounts_of(&clients[0], chain, args.accounts).await?;
-    let mut steps = Vec::new();
-    let mut rate = args.rate.max(1);
-    let mut saturation = None;
-    let mut tx_bytes;
-    loop {
+    let mut tx_bytes = 0;
+    let (steps, saturation_tps) = ramp(args, async |rate, _| {
         let total = rate * args.duration.as_secs().max(1);
         let per_account = total.div_ceil(keys.len() as u64);
         if per_account > 900 {
@@ -400,18 +397,9 @@ async fn drive(
             !args.json,
         );
         tx_bytes = codec::encode(&txs[0]).len();
-        let step = offer(clients, txs, rate, pids, !args.json).await?;
-        let kept_up = step.finalized_tps >= 0.9 * rate as f64
-            && step.latency_ms_p50.is_some_and(|p| p < 2_000);
-        if kept_up {
-            saturation = Some(step.finalized_tps);
-        }
-        steps.push(step);
-        if !args.ramp || !kept_up || steps.len() >= 10 {
-            break;
-        }
-        rate += rate / 2;
-    }
+        offer(clients, txs, rate, pids, !args.json).await
+    })
+    .await?;
     Ok(BenchReport {
         workload: args.workload,
         component: args.component,
@@ -419,8 +407,34 @@ async fn drive(
         tx_bytes,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         steps,
-        saturation_tps: if args.ramp { saturation } else { None },
+        saturation_tps,
     })
+}
+
+/// Runs `step(rate, index)` at `--rate`; with `--ramp`, again at half as much more each time
+/// until a step does not keep up (90 % of the offer finalized, p50 under 2 s), at most 10 steps.
+/// Returns the steps and, with `--ramp`, the highest finalized rate of a step that kept up.
+pub(crate) async fn ramp(
+    args: &BenchArgs,
+    mut step: impl AsyncFnMut(u64, usize) -> anyhow::Result<StepReport>,
+) -> anyhow::Result<(Vec<StepReport>, Option<f64>)> {
+    let mut steps = Vec::new();
+    let mut rate = args.rate.max(1);
+    let mut saturation = None;
+    loop {
+        let report = step(rate, steps.len()).await?;
+        let kept_up = report.finalized_tps >= 0.9 * rate as f64
+            && report.latency_ms_p50.is_some_and(|p| p < 2_000);
+        if kept_up {
+            saturation = Some(report.finalized_tps);
+        }
+        steps.push(report);
+        if !args.ramp || !kept_up || steps.len() >= 10 {
+            break;
+        }
+        rate += rate / 2;
+    }
+    Ok((steps, if args.ramp { saturation } else { None }))
 }
 
 /// The memo that pads a transfer like `tx` to `size` encoded bytes (empty when it is that large

@@ -131,13 +131,10 @@ pub async fn drive(
 ) -> anyhow::Result<BenchReport> {
     crate::procs::wait_ready(clients, Duration::from_secs(30)).await?;
     let maker = Arc::new(Maker::new(chain, args.tx_size)?);
-    let mut steps = Vec::new();
-    let mut rate = args.rate.max(1);
-    let mut saturation = None;
-    loop {
+    let (steps, saturation_tps) = crate::bench::ramp(args, async |rate, index| {
         // Nonces of different steps never meet, so neither do sample ids.
-        let first_nonce = (steps.len() as u64) << 40;
-        let step = offer(
+        let first_nonce = (index as u64) << 40;
+        offer(
             clients,
             &maker,
             rate,
@@ -146,18 +143,9 @@ pub async fn drive(
             pids,
             !args.json,
         )
-        .await?;
-        let kept_up = step.finalized_tps >= 0.9 * rate as f64
-            && step.latency_ms_p50.is_some_and(|p| p < 2_000);
-        if kept_up {
-            saturation = Some(step.finalized_tps);
-        }
-        steps.push(step);
-        if !args.ramp || !kept_up || steps.len() >= 10 {
-            break;
-        }
-        rate += rate / 2;
-    }
+        .await
+    })
+    .await?;
     Ok(BenchReport {
         workload: args.workload,
         component: args.component,
@@ -165,7 +153,7 @@ pub async fn drive(
         tx_bytes: maker.size(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         steps,
-        saturation_tps: if args.ramp { saturation } else { None },
+        saturation_tps,
     })
 }
 

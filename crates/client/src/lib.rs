@@ -637,52 +637,49 @@ impl Client {
         account: Option<PublicKey>,
         mut on_tx: impl FnMut(TxEvent),
     ) {
-        let mut cursor = format!("{from_height}:0");
         let filter = account.map(|a| format!("&account={a}")).unwrap_or_default();
-        loop {
-            let Ok(mut stream) = self
-                .events(&format!("type=tx{filter}&cursor={cursor}"))
-                .await
-            else {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                continue;
+        let cursor = format!("{from_height}:0");
+        self.follow(&format!("type=tx{filter}"), cursor, |data| {
+            let (Some(id), Some(status)) = (
+                data["id"].as_str().and_then(|s| s.parse::<Digest>().ok()),
+                data["status"].as_str(),
+            ) else {
+                return;
             };
-            while let Ok(Some(ev)) = stream.next().await {
-                let Ok(data) = serde_json::from_str::<serde_json::Value>(&ev.data) else {
-                    continue;
-                };
-                if ev.kind == "resume" {
-                    if let Some(c) = data["cursor"].as_str() {
-                        cursor = c.to_string();
-                    }
-                    break;
-                }
-                cursor = ev.id;
-                let (Some(id), Some(status)) = (
-                    data["id"].as_str().and_then(|s| s.parse::<Digest>().ok()),
-                    data["status"].as_str(),
-                ) else {
-                    continue;
-                };
-                on_tx(TxEvent {
-                    id,
-                    height: data["height"].as_u64().unwrap_or(0),
-                    applied: status == "applied" || status == "ordered",
-                    code: data["code"].as_str().map(str::to_string),
-                });
-            }
-            // The stream ended (node restart, or told to resume): not a tight reconnect loop.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            on_tx(TxEvent {
+                id,
+                height: data["height"].as_u64().unwrap_or(0),
+                applied: status == "applied" || status == "ordered",
+                code: data["code"].as_str().map(str::to_string),
+            });
+        })
+        .await
     }
 
     /// Follows committed blocks from `from_height` on, calling `on_block(height, tx_count,
     /// proposer timestamp)` for each, for as long as the caller's task lives (reconnecting and
     /// resuming like [`Client::follow_txs`]). Reads no transaction on the node.
     pub async fn follow_blocks(&self, from_height: u64, mut on_block: impl FnMut(u64, u64, u64)) {
-        let mut cursor = format!("{}:{}", from_height.saturating_sub(1), u32::MAX);
+        let cursor = format!("{}:{}", from_height.saturating_sub(1), u32::MAX);
+        self.follow("type=block", cursor, |data| {
+            if let (Some(h), Some(n)) = (data["height"].as_u64(), data["tx_count"].as_u64()) {
+                on_block(h, n, data["timestamp_ms"].as_u64().unwrap_or(0));
+            }
+        })
+        .await
+    }
+
+    /// The event stream with `query`, after `cursor`, each event's JSON data to `on_event`, for
+    /// as long as the caller's task lives: reconnects after errors (with a pause) and resumes
+    /// from the cursor a lagging subscription is given.
+    async fn follow(
+        &self,
+        query: &str,
+        mut cursor: String,
+        mut on_event: impl FnMut(&serde_json::Value),
+    ) {
         loop {
-            let Ok(mut stream) = self.events(&format!("type=block&cursor={cursor}")).await else {
+            let Ok(mut stream) = self.events(&format!("{query}&cursor={cursor}")).await else {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 continue;
             };
@@ -697,10 +694,9 @@ impl Client {
                     break;
                 }
                 cursor = ev.id;
-                if let (Some(h), Some(n)) = (data["height"].as_u64(), data["tx_count"].as_u64()) {
-                    on_block(h, n, data["timestamp_ms"].as_u64().unwrap_or(0));
-                }
+                on_event(&data);
             }
+            // The stream ended (node restart, or told to resume): not a tight reconnect loop.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -181,16 +181,18 @@ impl Shared {
     /// Ordering-only chain: admits transactions for the chain in arrival order, with no
     /// signature, nonce or duplicate checks (nothing executes them); only the pool's bounds hold.
     fn admit_unordered(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, AdmitError>> {
+        // Ids are hashed before the pool's lock is taken.
+        let ids: Vec<TxId> = txs.iter().map(SignedTransaction::id).collect();
         let mut mempool = self.mempool.lock().expect("mempool lock");
         txs.into_iter()
-            .map(|tx| {
+            .zip(ids)
+            .map(|(tx, id)| {
                 if tx.tx.chain_id != self.chain_id {
                     return Err(AdmitError::WrongChain {
                         expected: self.chain_id.clone(),
                         got: tx.tx.chain_id.clone(),
                     });
                 }
-                let id = tx.id();
                 mempool.insert_unordered(tx)?;
                 Ok(id)
             })
