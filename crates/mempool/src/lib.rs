@@ -16,7 +16,7 @@ pub use quorum_store::{BatchError, Expired, QuorumStore, QuorumStoreConfig, Quor
 
 use netchain_consensus::PayloadSource;
 use netchain_types::{codec, Block, PublicKey, SignedTransaction, TxId};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 
 /// Mempool bounds.
@@ -107,6 +107,10 @@ pub struct Mempool {
     cursor: Option<PublicKey>,
     /// Round-robin position among senders for batches.
     batch_cursor: Option<PublicKey>,
+    /// Senders that may have a transaction ready for a batch (a superset: every change that
+    /// can make one ready adds its sender; [`Mempool::take_batch`] drops those it finds with
+    /// none), so cutting a batch looks at these instead of every sender in the pool.
+    batch_candidates: BTreeSet<PublicKey>,
     /// Nonces committed by consensus but not executed yet, with the height that committed them:
     /// a transaction gossiped late must not be admitted again on the strength of the (older)
     /// executed state. Bounded by the commit-to-execution gap.
@@ -116,6 +120,8 @@ pub struct Mempool {
     /// Ordering-only chains: transactions in arrival order with their encoded sizes, until a
     /// batch takes them (counted in `count` and `bytes` until then).
     unordered: VecDeque<(SignedTransaction, usize)>,
+    /// Height of the newest block whose nonces [`Mempool::on_executed`] reported.
+    executed_height: u64,
 }
 
 impl Mempool {
@@ -125,6 +131,23 @@ impl Mempool {
             cfg,
             ..Self::default()
         }
+    }
+
+    /// An empty pool of a node whose executed chain ends at `height`.
+    pub fn at_height(cfg: MempoolConfig, height: u64) -> Self {
+        Self {
+            executed_height: height,
+            ..Self::new(cfg)
+        }
+    }
+
+    /// Height of the newest executed block this pool was told of. The account nonce passed to
+    /// [`Mempool::insert`] must be read at exactly this height, with no other call in between
+    /// (hold the lock, or check that this did not move): a sender's queue created from an older
+    /// read would expect a nonce that a later block already used, and no later report about
+    /// that block would correct it, so the sender's transactions here would wait forever.
+    pub fn executed_height(&self) -> u64 {
+        self.executed_height
     }
 
     /// Transactions held (including those in proposed, uncommitted blocks).
@@ -148,7 +171,7 @@ impl Mempool {
     }
 
     /// Admits a transaction whose signature and chain id the caller has checked, given the
-    /// sender's account nonce in the executed state.
+    /// sender's account nonce in the executed state at [`Mempool::executed_height`].
     pub fn insert(
         &mut self,
         tx: SignedTransaction,
@@ -178,7 +201,7 @@ impl Mempool {
                 got: nonce,
             });
         }
-        let size = codec::encode(&tx).len();
+        let size = codec::encoded_len(&tx);
         if self.count >= self.cfg.txs_max || self.bytes + size > self.cfg.bytes_max {
             return Err(MempoolError::Full("pool"));
         }
@@ -195,10 +218,30 @@ impl Mempool {
             return Err(MempoolError::Full("sender"));
         }
         queue.txs.insert(nonce, tx);
+        self.batch_candidates.insert(sender);
         self.ids.insert(id);
         self.count += 1;
         self.bytes += size;
         Ok(())
+    }
+
+    /// [`Mempool::insert`] with the sender's account nonce read at `read_height` without the
+    /// pool's lock (account reads are slow). When a block was executed since, the read may be
+    /// stale and `reread(height)` reads it again at [`Mempool::executed_height`] (under the
+    /// lock, where no newer block can be reported).
+    pub fn insert_as_of<E: From<MempoolError>>(
+        &mut self,
+        tx: SignedTransaction,
+        read_height: u64,
+        account_nonce: u64,
+        reread: impl FnOnce(u64) -> Result<u64, E>,
+    ) -> Result<(), E> {
+        let nonce = if read_height == self.executed_height {
+            account_nonce
+        } else {
+            reread(self.executed_height)?
+        };
+        Ok(self.insert(tx, nonce)?)
     }
 
     /// Ordering-only chains: admits a transaction in arrival order with no nonce or duplicate
@@ -292,19 +335,24 @@ impl Mempool {
             self.bytes -= size;
             out.push(tx);
         }
-        let order = self.senders_after(self.batch_cursor);
+        let order = self.candidates_after(self.batch_cursor);
         for sender in order {
             if out.len() >= max_txs {
                 break;
             }
             let Some(queue) = self.senders.get_mut(&sender) else {
+                self.batch_candidates.remove(&sender);
                 continue;
             };
             let first = queue.committed_nonce.max(queue.batched);
             let (taken, full) =
                 take_consecutive(&queue.txs, first, max_txs, max_bytes, &mut out, &mut bytes);
+            let next = first + taken as u64;
             if taken > 0 {
-                queue.batched = first + taken as u64;
+                queue.batched = next;
+            }
+            if !queue.txs.contains_key(&next) {
+                self.batch_candidates.remove(&sender);
             }
             if full {
                 break;
@@ -312,6 +360,19 @@ impl Mempool {
             self.batch_cursor = Some(sender);
         }
         out
+    }
+
+    /// The batch candidates in turn, starting after `cursor`.
+    fn candidates_after(&self, cursor: Option<PublicKey>) -> Vec<PublicKey> {
+        match cursor {
+            Some(c) => self
+                .batch_candidates
+                .range((Bound::Excluded(c), Bound::Unbounded))
+                .chain(self.batch_candidates.range(..=c))
+                .copied()
+                .collect(),
+            None => self.batch_candidates.iter().copied().collect(),
+        }
     }
 
     /// Batch mode: these transactions' batch expired, or was executed with some of them refused
@@ -326,6 +387,7 @@ impl Mempool {
             if queue.txs.get(&tx.tx.nonce) == Some(tx) {
                 queue.batched = queue.batched.min(tx.tx.nonce);
                 again += 1;
+                self.batch_candidates.insert(tx.tx.sender);
             }
         }
         again
@@ -346,11 +408,12 @@ impl Mempool {
                 continue;
             };
             queue.committed_nonce = queue.committed_nonce.max(tx.tx.nonce.saturating_add(1));
+            self.batch_candidates.insert(sender);
             if queue.txs.get(&tx.tx.nonce) == Some(tx) {
                 queue.txs.remove(&tx.tx.nonce);
                 if self.ids.remove(&tx.id()) {
                     self.count -= 1;
-                    self.bytes = self.bytes.saturating_sub(codec::encode(tx).len());
+                    self.bytes = self.bytes.saturating_sub(codec::encoded_len(tx));
                 }
             }
             self.drop_stale(sender);
@@ -363,11 +426,13 @@ impl Mempool {
     /// client may send another transaction with it).
     pub fn on_executed(&mut self, height: u64, nonces: &[(PublicKey, u64)]) {
         self.ready.set(None);
+        self.executed_height = self.executed_height.max(height);
         // Executed state now covers every commit up to `height`.
         self.committed_recent.retain(|_, (_, h)| *h > height);
         for (sender, nonce) in nonces {
             if let Some(queue) = self.senders.get_mut(sender) {
                 queue.committed_nonce = *nonce;
+                self.batch_candidates.insert(*sender);
                 self.drop_stale(*sender);
             }
         }
@@ -384,11 +449,12 @@ impl Mempool {
         let stale = std::mem::replace(&mut queue.txs, keep);
         if queue.txs.is_empty() {
             self.senders.remove(&sender);
+            self.batch_candidates.remove(&sender);
         }
         for tx in stale.values() {
             if self.ids.remove(&tx.id()) {
                 self.count -= 1;
-                self.bytes = self.bytes.saturating_sub(codec::encode(tx).len());
+                self.bytes = self.bytes.saturating_sub(codec::encoded_len(tx));
             }
         }
     }
@@ -410,7 +476,7 @@ fn take_consecutive(
         if *nonce != expected || out.len() >= max_txs {
             break;
         }
-        let size = codec::encode(tx).len();
+        let size = codec::encoded_len(tx);
         if *bytes + size > max_bytes {
             return (taken, true);
         }
@@ -546,6 +612,115 @@ mod tests {
         // An expired batch of already executed transactions gives nothing back.
         assert_eq!(m.unbatch(&[tx(2, 0)]), 0);
         assert!(m.take_batch(10, BIG).is_empty());
+    }
+
+    /// Cutting a batch looks only at candidate senders: after any sequence of admissions,
+    /// commits, executions (some refusing nonces), expiries and batches, every sender with a
+    /// transaction ready for a batch is a candidate, and a batch with room takes them all.
+    #[test]
+    fn batch_candidates_cover_every_ready_sender() {
+        fn ready(m: &Mempool) -> Vec<PublicKey> {
+            m.senders
+                .iter()
+                .filter(|(_, q)| q.txs.contains_key(&q.committed_nonce.max(q.batched)))
+                .map(|(s, _)| *s)
+                .collect()
+        }
+        for seed in 1..=40u64 {
+            let mut state = seed;
+            let mut next = move |n: u64| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state % n
+            };
+            let mut m = Mempool::new(MempoolConfig::default());
+            let mut chain = [0u64; 6]; // each sender's next nonce on the chain
+            let mut batches: Vec<Vec<SignedTransaction>> = Vec::new();
+            let mut height = 0;
+            for _ in 0..300 {
+                match next(7) {
+                    0 | 1 => {
+                        let s = next(6) as usize;
+                        let _ = m.insert(tx(s as u8, chain[s] + next(4)), chain[s]);
+                    }
+                    2 => {
+                        let b = m.take_batch(1 + next(4) as usize, BIG);
+                        if !b.is_empty() {
+                            batches.push(b);
+                        }
+                    }
+                    3 if !batches.is_empty() => {
+                        // A batch executes: its transactions in nonce order apply, the rest
+                        // are refused without using their nonce (and are batched again).
+                        let b = batches.remove(next(batches.len() as u64) as usize);
+                        height += 1;
+                        let mut touched = BTreeMap::new();
+                        for t in &b {
+                            let s = t.tx.sender.0[0] as usize;
+                            if t.tx.nonce == chain[s] && next(5) != 0 {
+                                chain[s] += 1;
+                            }
+                            touched.insert(t.tx.sender, chain[s]);
+                        }
+                        let touched: Vec<_> = touched.into_iter().collect();
+                        m.on_executed(height, &touched);
+                        m.unbatch(&b);
+                    }
+                    4 if !batches.is_empty() => {
+                        let b = batches.remove(next(batches.len() as u64) as usize);
+                        m.unbatch(&b); // expired
+                    }
+                    5 => {
+                        // Another validator's batch uses a sender's next nonce.
+                        let s = next(6) as usize;
+                        chain[s] += 1;
+                        height += 1;
+                        m.on_executed(height, &[(PublicKey([s as u8; 32]), chain[s])]);
+                    }
+                    _ => {}
+                }
+                for s in ready(&m) {
+                    assert!(m.batch_candidates.contains(&s), "seed {seed}: {s:?} ready");
+                }
+            }
+            let _ = m.take_batch(BIG, BIG);
+            assert!(
+                ready(&m).is_empty(),
+                "seed {seed}: a batch with room takes all"
+            );
+        }
+    }
+
+    /// A sender's nonce read before a block using its next nonce was executed (a race between
+    /// admission and execution): the pool asks for it again, so the sender's transaction is
+    /// batched at once instead of waiting forever for a nonce the chain already used.
+    #[test]
+    fn stale_nonce_read_is_read_again() {
+        let mut m = Mempool::at_height(MempoolConfig::default(), 4);
+        assert_eq!(m.executed_height(), 4);
+        // Read at height 4: sender 1 has used nonces 0..=1 (expects 2).
+        let (read_height, read_nonce) = (m.executed_height(), 2);
+        // Meanwhile block 5 executes sender 1's nonce 2 (sent to another validator); the pool
+        // holds nothing of sender 1, so no queue learns of it.
+        m.on_executed(5, &[(PublicKey([1; 32]), 3)]);
+        assert_eq!(m.executed_height(), 5);
+        let mut asked = Vec::new();
+        m.insert_as_of::<MempoolError>(tx(1, 3), read_height, read_nonce, |h| {
+            asked.push(h);
+            Ok(3)
+        })
+        .unwrap();
+        assert_eq!(asked, vec![5], "read again at the newest executed height");
+        assert_eq!(nonces(&m.take_batch(10, BIG)), vec![(1, 3)]);
+        // A read at the current height is used as it is.
+        m.insert_as_of::<MempoolError>(tx(2, 0), 5, 0, |_| panic!("not stale"))
+            .unwrap();
+        assert_eq!(nonces(&m.take_batch(10, BIG)), vec![(2, 0)]);
+        // Without the second read the sender's queue would expect nonce 2 and never batch 3.
+        let mut stale = Mempool::at_height(MempoolConfig::default(), 5);
+        stale.insert(tx(1, 3), 2).unwrap();
+        assert!(stale.take_batch(10, BIG).is_empty());
     }
 
     #[test]

@@ -208,7 +208,7 @@ impl Shared {
                 got: tx.tx.chain_id.clone(),
             });
         }
-        let height = self.status().height;
+        let height = self.mempool.lock().expect("mempool lock").executed_height();
         if self.registered_senders {
             let allowed = self
                 .executor
@@ -218,15 +218,19 @@ impl Shared {
                 return Err(AdmitError::Unregistered(standing));
             }
         }
-        let account = self
-            .executor
-            .account(&tx.tx.sender, height)
-            .map_err(|e| AdmitError::Storage(e.to_string()))?;
+        let sender = tx.tx.sender;
+        let nonce_at = |height| {
+            self.executor
+                .account(&sender, height)
+                .map(|a| a.nonce)
+                .map_err(|e| AdmitError::Storage(e.to_string()))
+        };
+        let nonce = nonce_at(height)?;
         let id = tx.id();
         self.mempool
             .lock()
             .expect("mempool lock")
-            .insert(tx, account.nonce)?;
+            .insert_as_of(tx, height, nonce, nonce_at)?;
         Ok(id)
     }
 }

@@ -418,10 +418,13 @@ impl Node {
             me,
             store,
             executor,
-            mempool: Mutex::new(Mempool::new(MempoolConfig {
-                txs_max: cfg.mempool.txs_max,
-                ..MempoolConfig::default()
-            })),
+            mempool: Mutex::new(Mempool::at_height(
+                MempoolConfig {
+                    txs_max: cfg.mempool.txs_max,
+                    ..MempoolConfig::default()
+                },
+                tip.block.height,
+            )),
             status: RwLock::new(status),
             network: network.stats().clone(),
             tx_bytes_max: cfg.mempool.tx_bytes_max,
