@@ -5,7 +5,7 @@
 //! Inverting the version makes the newest value for a key hash sort first,
 //! so "newest value at or below version v" is a one-entry range scan.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -34,6 +34,8 @@ impl SimpleHasher for Blake3Hasher {
         *self.0.finalize().as_bytes()
     }
 }
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 type Jmt<'a, B> = JellyfishMerkleTree<'a, Reader<'a, B>, Blake3Hasher>;
 
@@ -83,7 +85,6 @@ struct NodeCache {
     capacity: usize,
 }
 
-#[derive(Default)]
 struct CacheInner {
     nodes: HashMap<NodeKey, Node>,
     order: VecDeque<NodeKey>,
@@ -96,7 +97,10 @@ const NODE_CACHE_ENTRIES: usize = 65_536;
 impl NodeCache {
     fn new(capacity: usize) -> Self {
         Self {
-            inner: Mutex::new(CacheInner::default()),
+            inner: Mutex::new(CacheInner {
+                nodes: HashMap::default(),
+                order: VecDeque::new(),
+            }),
             committed: AtomicU64::new(0),
             capacity,
         }
@@ -126,6 +130,121 @@ impl NodeCache {
         while inner.order.len() > self.capacity {
             if let Some(old) = inner.order.pop_front() {
                 inner.nodes.remove(&old);
+            }
+        }
+    }
+}
+
+/// The newest values of recently read or written keys, so that reading an account does not
+/// walk the tree and scan the store's versions of its value.
+///
+/// `complete_through` is a committed version V such that every entry `(since, value)` is the
+/// key's value at every version from `since` through V. Writes enter only when their version
+/// is seen committed directly after V (`apply` stages them; `committed` publishes them); a
+/// committed version this cache did not stage (another writer, a skipped notice) empties it
+/// first. Reads add what they read only at V itself. So a hit never differs from the tree.
+struct ValueCache {
+    inner: Mutex<ValueInner>,
+    capacity: usize,
+}
+
+struct ValueInner {
+    complete_through: Option<Version>,
+    values: HashMap<KeyHash, (Version, Option<OwnedValue>)>,
+    /// Keys in insertion order, oldest first evicted.
+    order: VecDeque<KeyHash>,
+    /// The writes of the newest `apply`, until its version is seen committed.
+    staged: Option<(Version, Writes)>,
+}
+
+/// One version's writes (`None`: deleted).
+type Writes = Vec<(KeyHash, Option<OwnedValue>)>;
+
+/// Values kept by one state tree's value cache (accounts are ~50 B: ~20 MB at most).
+const VALUE_CACHE_ENTRIES: usize = 131_072;
+
+impl ValueCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(ValueInner {
+                complete_through: None,
+                values: HashMap::default(),
+                order: VecDeque::new(),
+                staged: None,
+            }),
+            capacity,
+        }
+    }
+
+    /// The value of `kh` at `version`, when the cache knows it.
+    fn get(&self, kh: &KeyHash, version: Version) -> Option<Option<OwnedValue>> {
+        let inner = self.inner.lock().ok()?;
+        if inner.complete_through.is_none_or(|c| version > c) {
+            return None;
+        }
+        match inner.values.get(kh) {
+            Some((since, value)) if *since <= version => Some(value.clone()),
+            _ => None,
+        }
+    }
+
+    /// Records a value read from the tree at `version` (kept only when that is the newest
+    /// version the cache is complete through).
+    fn read(&self, kh: KeyHash, version: Version, value: &Option<OwnedValue>) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.complete_through == Some(version) && !inner.values.contains_key(&kh) {
+            inner.values.insert(kh, (version, value.clone()));
+            inner.order.push_back(kh);
+            self.evict(&mut inner);
+        }
+    }
+
+    /// Stages the writes of `version` (replacing any earlier staging).
+    fn stage(&self, version: Version, writes: Writes) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.staged = Some((version, writes));
+        }
+    }
+
+    /// `version`'s root is in the store.
+    fn committed(&self, version: Version) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.complete_through.is_some_and(|c| version <= c) {
+            return;
+        }
+        let staged = match inner.staged.take() {
+            Some((v, writes)) if v == version => Some(writes),
+            other => {
+                inner.staged = other.filter(|(v, _)| *v > version);
+                None
+            }
+        };
+        let follows = version == 0 || inner.complete_through == Some(version - 1);
+        if !follows || staged.is_none() {
+            // Versions this cache did not see written: nothing it holds is known current.
+            inner.values.clear();
+            inner.order.clear();
+        }
+        for (kh, value) in staged.into_iter().flatten() {
+            if inner.values.insert(kh, (version, value)).is_none() {
+                inner.order.push_back(kh);
+            }
+        }
+        inner.complete_through = Some(version);
+        self.evict(&mut inner);
+    }
+
+    fn evict(&self, inner: &mut ValueInner) {
+        while inner.values.len() > self.capacity {
+            match inner.order.pop_front() {
+                Some(old) => {
+                    inner.values.remove(&old);
+                }
+                None => break,
             }
         }
     }
@@ -191,6 +310,7 @@ impl<B: KvBackend> TreeReader for Reader<'_, B> {
 pub struct StateTree<B: KvBackend> {
     backend: Arc<B>,
     cache: NodeCache,
+    values: ValueCache,
 }
 
 impl<B: KvBackend> StateTree<B> {
@@ -199,6 +319,7 @@ impl<B: KvBackend> StateTree<B> {
         Self {
             backend,
             cache: NodeCache::new(NODE_CACHE_ENTRIES),
+            values: ValueCache::new(VALUE_CACHE_ENTRIES),
         }
     }
 
@@ -247,6 +368,10 @@ impl<B: KvBackend> StateTree<B> {
             .into_iter()
             .map(|(k, v)| (key_hash(&k), v))
             .collect();
+        self.values.stage(
+            version,
+            deduped.iter().map(|(kh, v)| (*kh, v.clone())).collect(),
+        );
         let reader = self.reader();
         let (root, update) = Jmt::new(&reader)
             .put_value_set(deduped, version)
@@ -290,6 +415,7 @@ impl<B: KvBackend> StateTree<B> {
             .map_err(from_jmt)?;
         if root.is_some() {
             self.cache.committed(version);
+            self.values.committed(version);
         }
         Ok(root.map(|r| r.0))
     }
@@ -303,11 +429,16 @@ impl<B: KvBackend> StateTree<B> {
 
     /// Value of `key` as of `version`.
     pub fn get(&self, key: &[u8], version: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let kh = key_hash(key);
+        // A hit is at a version the cache saw committed.
+        if let Some(value) = self.values.get(&kh, version) {
+            return Ok(value);
+        }
         self.require_root(version)?;
         let reader = self.reader();
-        Jmt::new(&reader)
-            .get(key_hash(key), version)
-            .map_err(from_jmt)
+        let value = Jmt::new(&reader).get(kh, version).map_err(from_jmt)?;
+        self.values.read(kh, version, &value);
+        Ok(value)
     }
 
     /// Value of `key` as of `version` with a proof against that version's root.
