@@ -75,6 +75,10 @@ pub struct BenchArgs {
     /// leader waits for batches before proposing; 0 proposes at once).
     #[arg(long)]
     pub min_block_interval_ms: Option<u64>,
+    /// Override `[consensus] backlog_block_interval_ms` of the network the bench starts (how
+    /// long a leader whose execution is behind waits for batches before proposing; 0 never).
+    #[arg(long)]
+    pub backlog_block_interval_ms: Option<u64>,
     /// Offered transactions per second (open loop).
     #[arg(long, default_value_t = 2_000)]
     pub rate: u64,
@@ -256,10 +260,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             },
         )?;
         let binary = netchaind_path();
-        if let Some(ms) = args.min_block_interval_ms {
+        if args.min_block_interval_ms.is_some() || args.backlog_block_interval_ms.is_some() {
             for file in &layout.node_files {
                 let mut cfg = netchain_config::NodeConfig::load(file)?;
-                cfg.consensus.min_block_interval_ms = ms;
+                let c = &mut cfg.consensus;
+                c.min_block_interval_ms = args
+                    .min_block_interval_ms
+                    .unwrap_or(c.min_block_interval_ms);
+                c.backlog_block_interval_ms = args
+                    .backlog_block_interval_ms
+                    .unwrap_or(c.backlog_block_interval_ms);
                 cfg.validate()?;
                 cfg.save(file)?;
             }

@@ -191,6 +191,11 @@ pub struct ConsensusParams {
     /// of votes, a safety-data sync and a synced block write on each validator) at up to this
     /// much more latency per round. 0: propose at once.
     pub min_block_interval_ms: u64,
+    /// A leader whose own execution is behind (2 or more committed blocks not executed yet)
+    /// proposes this long after entering its round at the earliest: under load, blocks then
+    /// gather more batches and execution catches up (each block costs a state-tree commit and
+    /// a synced write), while an idle network still proposes at once. 0: never wait for it.
+    pub backlog_block_interval_ms: u64,
     /// Most transactions per block.
     pub block_max_txs: usize,
     /// Most bytes per block.
@@ -217,6 +222,7 @@ impl Default for ConsensusParams {
             max_round_timeout_ms: 10_000,
             empty_block_interval_ms: 200,
             min_block_interval_ms: 0,
+            backlog_block_interval_ms: 150,
             block_max_txs: 5_000,
             block_max_bytes: 4 << 20,
             batching: true,
@@ -442,6 +448,12 @@ impl NodeConfig {
         if c.min_block_interval_ms.saturating_mul(4) > c.round_timeout_ms {
             return Err(invalid(
                 "consensus.min_block_interval_ms",
+                "at most a quarter of round_timeout_ms (a leader that waits longer times out)",
+            ));
+        }
+        if c.backlog_block_interval_ms.saturating_mul(4) > c.round_timeout_ms {
+            return Err(invalid(
+                "consensus.backlog_block_interval_ms",
                 "at most a quarter of round_timeout_ms (a leader that waits longer times out)",
             ));
         }

@@ -25,6 +25,10 @@ pub struct CoreConfig {
     pub empty_block_interval_ms: u64,
     /// A leader proposes this long after entering its round at the earliest (larger blocks).
     pub min_block_interval_ms: u64,
+    /// A leader whose execution is behind ([`PayloadSource::execution_backlogged`]) proposes
+    /// this long after entering its round at the earliest (when more than
+    /// `min_block_interval_ms`): larger blocks cost less per transaction to execute.
+    pub backlog_block_interval_ms: u64,
     /// Most transactions in a block.
     pub block_max_txs: usize,
     /// Most encoded bytes of a block.
@@ -50,6 +54,7 @@ impl CoreConfig {
             max_round_timeout_ms: 10_000,
             empty_block_interval_ms: 200,
             min_block_interval_ms: 0,
+            backlog_block_interval_ms: 0,
             block_max_txs: 5_000,
             block_max_bytes: 4 << 20,
             block_max_batches: 64,
@@ -98,6 +103,11 @@ pub trait PayloadSource {
     }
     /// Told, as soon as it happens, that these blocks (oldest first) are committed.
     fn on_commit(&mut self, _blocks: &[Block]) {}
+    /// Whether this validator's execution is behind the committed chain (its leader then
+    /// waits up to `backlog_block_interval_ms` so its blocks gather more).
+    fn execution_backlogged(&self) -> bool {
+        false
+    }
 }
 
 /// An input to the core.
@@ -1021,7 +1031,14 @@ impl Core {
         {
             return;
         }
-        if now < self.round_started_ms + self.cfg.min_block_interval_ms {
+        let wait = if payload.execution_backlogged() {
+            self.cfg
+                .min_block_interval_ms
+                .max(self.cfg.backlog_block_interval_ms)
+        } else {
+            self.cfg.min_block_interval_ms
+        };
+        if now < self.round_started_ms + wait {
             return;
         }
         let mut block = Block {

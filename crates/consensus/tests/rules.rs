@@ -465,6 +465,57 @@ fn leader_forms_qc_from_votes_commits_and_proposes() {
     assert!(proposals(&s.actions).is_empty());
 }
 
+/// A leader whose execution is behind waits `backlog_block_interval_ms` after entering its
+/// round before it proposes (so its block gathers more); one that is not proposes at once.
+#[test]
+fn backlogged_leader_waits_before_proposing() {
+    let f = Fixture::new();
+    let me = 3; // leader of round 3
+    let b1 = f.child(1, &f.genesis, &f.genesis_qc);
+    let q1 = f.full_qc(&b1);
+    let b2 = f.child(2, &b1, &q1);
+    for backlogged in [false, true] {
+        let mut cfg = f.cfg(me);
+        cfg.backlog_block_interval_ms = 100;
+        let mut core = f.core_with(cfg, SafetyData::default());
+        deliver_ok(&mut core, 0, 1, f.proposal_msg(&b1));
+        let own = votes(&deliver_ok(&mut core, 0, 2, f.proposal_msg(&b2)));
+        let mut payload = DummyPayload::new(9, 10, 2);
+        payload.backlogged = backlogged;
+        let mut proposed = Vec::new();
+        for (from, vote) in [
+            (me, own[0].1.clone()),
+            (0, f.vote(&b2, 0)),
+            (1, f.vote(&b2, 1)),
+        ] {
+            let s = core.handle(
+                1_000,
+                Event::Message {
+                    from,
+                    msg: ConsensusMessage::Vote(vote),
+                },
+                &mut payload,
+            );
+            proposed.extend(proposals(&s.actions));
+        }
+        assert_eq!(core.round(), 3, "the QC of round 2 moved it on");
+        if !backlogged {
+            assert_eq!(proposed.len(), 1, "proposes at once");
+            continue;
+        }
+        assert!(proposed.is_empty(), "waits while execution is behind");
+        let s = core.handle(1_099, Event::Tick, &mut payload);
+        assert!(
+            proposals(&s.actions).is_empty(),
+            "still within the interval"
+        );
+        let s = core.handle(1_100, Event::Tick, &mut payload);
+        let ps = proposals(&s.actions);
+        assert_eq!(ps.len(), 1, "proposes once the interval passed");
+        assert_eq!((ps[0].block.round, ps[0].block.payload.len()), (3, 2));
+    }
+}
+
 // ---- timeout certificates -----------------------------------------------------------------------
 
 #[test]

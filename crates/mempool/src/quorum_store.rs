@@ -121,6 +121,8 @@ pub struct Expired {
 }
 
 const COMMITTED_REMEMBERED: usize = 100_000;
+/// Committed blocks not executed yet from which execution counts as behind.
+const EXECUTION_BACKLOG_BLOCKS: u64 = 2;
 const WANTED_MAX: usize = 4_096;
 
 /// One validator's quorum store.
@@ -146,6 +148,9 @@ pub struct QuorumStore {
     committed_order: VecDeque<Digest>,
     /// Timestamp of the newest committed block.
     committed_ms: u64,
+    /// Height of the newest block committed, and of the newest this validator executed.
+    committed_height: u64,
+    executed_height: u64,
     counts: QuorumStoreStats,
     wanted: HashSet<Digest>,
 }
@@ -177,6 +182,8 @@ impl QuorumStore {
             committed: HashSet::new(),
             committed_order: VecDeque::new(),
             committed_ms: 0,
+            committed_height: 0,
+            executed_height: 0,
             counts: QuorumStoreStats::default(),
             wanted: HashSet::new(),
         }
@@ -537,6 +544,12 @@ impl QuorumStore {
         }
     }
 
+    /// The driver executed every committed block through `height`.
+    pub fn executed_through(&mut self, height: u64) {
+        self.executed_height = self.executed_height.max(height);
+        self.committed_height = self.committed_height.max(height);
+    }
+
     /// After a restart: the timestamp of the executed tip, and the batches this validator
     /// acknowledged and persisted before. Those that expired before the tip, of another chain or
     /// of a stranger are not taken back and are returned (for deletion).
@@ -664,9 +677,14 @@ impl PayloadSource for QuorumStore {
             .is_some_and(|held| held == proof)
     }
 
+    fn execution_backlogged(&self) -> bool {
+        self.committed_height.saturating_sub(self.executed_height) >= EXECUTION_BACKLOG_BLOCKS
+    }
+
     fn on_commit(&mut self, blocks: &[Block]) {
         if let Some(last) = blocks.last() {
             self.committed_ms = self.committed_ms.max(last.timestamp_ms);
+            self.committed_height = self.committed_height.max(last.height);
         }
         for proof in blocks.iter().flat_map(|b| &b.batches) {
             let d = proof.info.digest;

@@ -255,6 +255,35 @@ fn an_authors_quota_bounds_what_peers_store_until_commit() {
     assert!(qs[1].batch(&d).is_none());
 }
 
+/// Execution counts as behind from two committed blocks not executed yet, and not after the
+/// driver reports them executed (or after a restart at an executed tip).
+#[test]
+fn execution_is_backlogged_from_two_unexecuted_committed_blocks() {
+    let f = Fixture::new();
+    let mut qs = stores(&f, &QuorumStoreConfig::default()).remove(0);
+    let b1 = f.child(1, &f.genesis, &f.genesis_qc);
+    let b2 = f.child(2, &b1, &f.full_qc(&b1));
+    assert!(!qs.execution_backlogged());
+    qs.on_commit(std::slice::from_ref(&b1));
+    assert!(
+        !qs.execution_backlogged(),
+        "one block behind is the normal pipeline"
+    );
+    qs.on_commit(std::slice::from_ref(&b2));
+    assert!(qs.execution_backlogged());
+    qs.executed_through(1);
+    assert!(!qs.execution_backlogged());
+    qs.executed_through(2);
+    assert!(!qs.execution_backlogged());
+    // A restarted validator starts at its executed tip.
+    let mut restarted = stores(&f, &QuorumStoreConfig::default()).remove(0);
+    restarted.executed_through(40);
+    let mut b41 = f.child(3, &b2, &f.full_qc(&b2));
+    b41.height = 41;
+    restarted.on_commit(std::slice::from_ref(&b41));
+    assert!(!restarted.execution_backlogged());
+}
+
 #[test]
 fn expired_batches_are_not_proposed_and_come_back_to_their_author() {
     let f = Fixture::new();

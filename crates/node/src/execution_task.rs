@@ -75,7 +75,9 @@ pub(crate) fn spawn(
 fn forget_batches(shared: &Shared, block: &Block) {
     if let Some(qs) = &shared.quorum_store {
         let digests: Vec<_> = block.batches.iter().map(|p| p.info.digest).collect();
-        qs.lock().expect("quorum store").on_executed(&digests);
+        let mut qs = qs.lock().expect("quorum store");
+        qs.on_executed(&digests);
+        qs.executed_through(block.height);
     }
 }
 

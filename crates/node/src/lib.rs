@@ -294,6 +294,7 @@ impl Node {
             max_round_timeout_ms: p.max_round_timeout_ms,
             empty_block_interval_ms: p.empty_block_interval_ms,
             min_block_interval_ms: p.min_block_interval_ms,
+            backlog_block_interval_ms: p.backlog_block_interval_ms,
             block_max_txs: p.block_max_txs,
             block_max_bytes: p.block_max_bytes,
             block_max_batches: p.block_max_batches,
@@ -390,6 +391,7 @@ impl Node {
             let pending = store.pending_batches(PENDING_BATCHES_RESTORED_MAX)?;
             let restored = pending.len();
             let refused = qs.restore(tip.block.timestamp_ms, pending);
+            qs.executed_through(tip.block.height);
             if !refused.is_empty() {
                 let mut wb = WriteBatch::new();
                 for info in &refused {

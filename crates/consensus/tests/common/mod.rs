@@ -40,6 +40,8 @@ pub struct DummyPayload {
     pub remaining: u64,
     pub per_block: u64,
     pub nonce: u64,
+    /// What `execution_backlogged` answers.
+    pub backlogged: bool,
 }
 
 impl DummyPayload {
@@ -49,6 +51,7 @@ impl DummyPayload {
             remaining,
             per_block,
             nonce: 0,
+            backlogged: false,
         }
     }
 }
@@ -56,6 +59,9 @@ impl DummyPayload {
 impl PayloadSource for DummyPayload {
     fn has_pending(&self) -> bool {
         self.remaining > 0
+    }
+    fn execution_backlogged(&self) -> bool {
+        self.backlogged
     }
     fn pull(
         &mut self,

@@ -239,6 +239,8 @@ impl Instance {
             round_timeout_ms: s.round_timeout_ms,
             max_round_timeout_ms: s.round_timeout_ms * 8,
             empty_block_interval_ms: 100,
+            // Leaders whose execution waits for batches propose later (as validators do).
+            backlog_block_interval_ms: s.round_timeout_ms / 8,
             sync_max_blocks: s.sync_max_blocks,
             block_max_txs: s.block_max_txs,
             ..CoreConfig::new(s.chain_id.clone(), s.committee.clone(), self.index)
@@ -271,6 +273,7 @@ impl Instance {
             // Acknowledged batches survive the crash on disk, as in the node.
             let pending = store.pending_batches(100_000).expect("sim disk");
             let refused = qs.restore(tip.block.timestamp_ms, pending);
+            qs.executed_through(tip.block.height);
             let mut wb = WriteBatch::new();
             for info in &refused {
                 store.drop_pending_batch(&mut wb, info).expect("sim disk");
@@ -695,6 +698,7 @@ fn forget_batches(r: &mut Running, block: &Block) {
     if let Some(qs) = r.qs.as_mut() {
         let digests: Vec<Digest> = block.batches.iter().map(|p| p.info.digest).collect();
         qs.on_executed(&digests);
+        qs.executed_through(block.height);
     }
 }
 
