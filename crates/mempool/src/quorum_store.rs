@@ -108,8 +108,6 @@ pub struct QuorumStoreStats {
     pub expired_own: u64,
     /// Batches taken from fetches (since start).
     pub fetched: u64,
-    /// Peers' batches whose signature check was skipped: a proof for them was here first.
-    pub vouched: u64,
 }
 
 /// What [`QuorumStore::expire`] let go.
@@ -512,21 +510,6 @@ impl QuorumStore {
     /// 100,000).
     pub fn is_committed(&self, digest: &Digest) -> bool {
         self.committed.contains(digest)
-    }
-
-    /// Whether this store holds a proof of availability for the batch with this digest (not
-    /// ordered yet).
-    pub fn has_proof(&self, digest: &Digest) -> bool {
-        self.proof_keys.contains_key(digest)
-    }
-
-    /// Whether a proof of availability this store verified vouches for the batch with this
-    /// digest (then at least f + 1 honest validators checked every signature of exactly its
-    /// bytes, and a validator about to check them need not: it is counted as skipped).
-    pub fn vouched(&mut self, digest: &Digest) -> bool {
-        let vouched = self.has_proof(digest);
-        self.counts.vouched += u64::from(vouched);
-        vouched
     }
 
     /// A stored batch.

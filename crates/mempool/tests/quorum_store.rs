@@ -255,36 +255,6 @@ fn an_authors_quota_bounds_what_peers_store_until_commit() {
     assert!(qs[1].batch(&d).is_none());
 }
 
-/// A validator whose signature check of a batch is still pending when the batch's proof
-/// arrives may store it unchecked: only a proof it verified vouches for a digest, it is
-/// counted, and an altered copy (another digest) is not vouched for.
-#[test]
-fn only_a_verified_proof_vouches_for_a_batch() {
-    let f = Fixture::new();
-    let mut qs = stores(&f, &QuorumStoreConfig::default());
-    let (batch, proof) = disseminate(&mut qs, 0, vec![signed_tx(1, 0)], &[1, 2], NOW);
-    let proof = proof.expect("quorum");
-    let digest = batch.info().digest;
-    assert!(
-        !qs[3].vouched(&digest),
-        "no proof yet: check the signatures"
-    );
-    let mut forged = proof.clone();
-    forged.signers.truncate(2);
-    assert!(qs[3].on_proof(NOW, forged).is_err());
-    assert!(
-        !qs[3].vouched(&digest),
-        "a refused proof vouches for nothing"
-    );
-    assert!(qs[3].on_proof(NOW, proof).unwrap());
-    assert!(qs[3].has_proof(&digest));
-    assert!(qs[3].vouched(&digest));
-    let mut altered = batch.clone();
-    altered.txs.push(signed_tx(2, 0));
-    assert!(!qs[3].vouched(&altered.info().digest));
-    assert_eq!(qs[3].stats().vouched, 1);
-}
-
 /// Execution counts as behind from two committed blocks not executed yet, and not after the
 /// driver reports them executed (or after a restart at an executed tip).
 #[test]

@@ -314,9 +314,6 @@ impl BatchTask {
         let author = batch.author;
         let mut qs = qs.lock().expect("quorum store");
         match qs.accept_batch_with(now_ms(), batch, info) {
-            // The author has its proof already: no acknowledgement is needed (and one for a
-            // batch stored unchecked, as vouched for, must not be sent).
-            Ok(_) if qs.has_proof(&info.digest) => {}
             Ok(ack) => {
                 drop(qs);
                 self.network.send(author, Bytes::from(codec::encode(&ack)));
@@ -398,8 +395,7 @@ impl BatchTask {
 
 /// Verifies every signature of peers' batches off the consensus task and stores those whose
 /// signatures all verify (durably: an acknowledgement vouches for every signature and promises
-/// availability), then passes them on to be acknowledged. A batch a proof of availability
-/// already vouches for is stored unchecked.
+/// availability), then passes them on to be acknowledged.
 fn spawn_batch_checker(
     shared: Arc<Shared>,
     mut rx: mpsc::Receiver<(Batch, BatchInfo)>,
@@ -420,17 +416,7 @@ fn spawn_batch_checker(
                 let mut good = Vec::with_capacity(round.len());
                 let mut bad = Vec::new();
                 for (batch, info) in round {
-                    // A proof that arrived while the batch waited here vouches for its
-                    // signatures (the batch's digest is of the bytes received): no check.
-                    let vouched = shared
-                        .quorum_store
-                        .as_ref()
-                        .is_some_and(|qs| qs.lock().expect("quorum store").vouched(&info.digest));
-                    let ok = if vouched {
-                        Vec::new()
-                    } else {
-                        shared.check_signatures(&batch.txs)
-                    };
+                    let ok = shared.check_signatures(&batch.txs);
                     match ok.iter().position(|ok| !ok) {
                         Some(index) => {
                             warn!(

@@ -46,7 +46,6 @@ pub struct Metrics {
     batches_certified: Gauge,
     batches_expired: Gauge,
     batches_fetched: Gauge,
-    batches_vouched: Gauge,
 }
 
 impl Default for Metrics {
@@ -76,7 +75,6 @@ impl Default for Metrics {
             batches_certified: Gauge::default(),
             batches_expired: Gauge::default(),
             batches_fetched: Gauge::default(),
-            batches_vouched: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -191,11 +189,6 @@ impl Default for Metrics {
             "Committed batches fetched from a peer to execute (since start)",
             m.batches_fetched.clone(),
         );
-        registry.register(
-            "batches_vouched",
-            "Peers' batches stored without checking their signatures, because a proof of availability for them arrived first (since start)",
-            m.batches_vouched.clone(),
-        );
         Self { registry, ..m }
     }
 }
@@ -225,7 +218,6 @@ impl Metrics {
             self.batches_certified.set(st.certified as i64);
             self.batches_expired.set(st.expired_own as i64);
             self.batches_fetched.set(st.fetched as i64);
-            self.batches_vouched.set(st.vouched as i64);
         }
         let net = &shared.network;
         self.peers_connected
