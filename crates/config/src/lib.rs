@@ -191,10 +191,13 @@ pub struct ConsensusParams {
     /// of votes, a safety-data sync and a synced block write on each validator) at up to this
     /// much more latency per round. 0: propose at once.
     pub min_block_interval_ms: u64,
-    /// A leader whose own execution is behind (2 or more committed blocks not executed yet)
-    /// proposes this long after entering its round at the earliest: under load, blocks then
-    /// gather more batches and execution catches up (each block costs a state-tree commit and
-    /// a synced write), while an idle network still proposes at once. 0: never wait for it.
+    /// Batch mode: a leader whose own execution is behind (2 or more committed blocks not
+    /// executed yet) proposes this long after entering its round at the earliest: under load,
+    /// blocks then gather more batches and execution catches up (each block costs a state-tree
+    /// commit and a synced write), while an idle network still proposes at once. 0: never wait
+    /// for it. Capped at a quarter of `round_timeout_ms` (see
+    /// [`ConsensusParams::backlog_block_interval`]), so a short round timeout with the default
+    /// here still loads.
     pub backlog_block_interval_ms: u64,
     /// Most transactions per block.
     pub block_max_txs: usize,
@@ -213,6 +216,15 @@ pub struct ConsensusParams {
     pub batch_ttl_ms: u64,
     /// Most batches per block.
     pub block_max_batches: usize,
+}
+
+impl ConsensusParams {
+    /// `backlog_block_interval_ms` within a quarter of the round timeout (a leader that waits
+    /// longer would time its own round out).
+    pub fn backlog_block_interval(&self) -> u64 {
+        self.backlog_block_interval_ms
+            .min(self.round_timeout_ms / 4)
+    }
 }
 
 impl Default for ConsensusParams {
@@ -451,12 +463,6 @@ impl NodeConfig {
                 "at most a quarter of round_timeout_ms (a leader that waits longer times out)",
             ));
         }
-        if c.backlog_block_interval_ms.saturating_mul(4) > c.round_timeout_ms {
-            return Err(invalid(
-                "consensus.backlog_block_interval_ms",
-                "at most a quarter of round_timeout_ms (a leader that waits longer times out)",
-            ));
-        }
         if self.mempool.tx_bytes_max + 1_024 > c.batch_max_bytes {
             return Err(invalid(
                 "consensus.batch_max_bytes",
@@ -635,6 +641,19 @@ mod tests {
         let mut bad = cfg.clone();
         bad.consensus.empty_block_interval_ms = 5_000;
         assert!(bad.validate().is_err());
+        // A node file from before backlog_block_interval_ms, with a short round timeout, loads:
+        // the default wait is capped at a quarter of the timeout.
+        std::fs::write(
+            &path,
+            "data_dir = \"data\"\nkey_file = \"key.json\"\ngenesis_file = \"g.json\"\n\
+             [consensus]\nround_timeout_ms = 200\nempty_block_interval_ms = 50\n",
+        )
+        .unwrap();
+        let short = NodeConfig::load(&path).unwrap();
+        short.validate().unwrap();
+        assert_eq!(short.consensus.backlog_block_interval_ms, 150);
+        assert_eq!(short.consensus.backlog_block_interval(), 50);
+        assert_eq!(cfg.consensus.backlog_block_interval(), 150);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -294,7 +294,7 @@ impl Node {
             max_round_timeout_ms: p.max_round_timeout_ms,
             empty_block_interval_ms: p.empty_block_interval_ms,
             min_block_interval_ms: p.min_block_interval_ms,
-            backlog_block_interval_ms: p.backlog_block_interval_ms,
+            backlog_block_interval_ms: p.backlog_block_interval(),
             block_max_txs: p.block_max_txs,
             block_max_bytes: p.block_max_bytes,
             block_max_batches: p.block_max_batches,

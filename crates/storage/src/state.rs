@@ -76,8 +76,9 @@ fn from_jmt(e: anyhow::Error) -> StorageError {
 /// Only nodes of versions known to be committed are served (`committed`: the newest version whose
 /// root the store holds, as seen by `apply` and `root`). Nodes are written under keys that include
 /// their version and never change once that version is committed, so a cached node is never
-/// stale; a node cached by an `apply` whose batch was not committed is either rewritten by the
-/// retry of that version or not reachable from its committed root.
+/// stale. The nodes an `apply` makes enter only when its version is seen committed with the
+/// root it computed (staged until then); another tree writing that version over the same
+/// store, from other updates, or a batch never written leaves them out.
 struct NodeCache {
     inner: Mutex<CacheInner>,
     /// Newest committed version + 1 (0: none known yet).
@@ -88,7 +89,11 @@ struct NodeCache {
 struct CacheInner {
     nodes: HashMap<NodeKey, Node>,
     order: VecDeque<NodeKey>,
+    /// The nodes of the newest `apply` with its version and root.
+    staged: Option<(Version, [u8; 32], StagedNodes)>,
 }
+
+type StagedNodes = Vec<(NodeKey, Node)>;
 
 /// Nodes kept by one state tree's cache (~30 MB at most: leaves are ~100 B, internal nodes up
 /// to ~1 kB; a block of 2,000 transfers writes ~20,000 nodes).
@@ -100,6 +105,7 @@ impl NodeCache {
             inner: Mutex::new(CacheInner {
                 nodes: HashMap::default(),
                 order: VecDeque::new(),
+                staged: None,
             }),
             committed: AtomicU64::new(0),
             capacity,
@@ -110,8 +116,30 @@ impl NodeCache {
         version < self.committed.load(Ordering::Acquire)
     }
 
-    fn committed(&self, version: Version) {
+    /// `version`'s root, `root`, is in the store: the nodes staged for exactly that enter.
+    fn committed(&self, version: Version, root: [u8; 32]) {
+        let staged = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|mut inner| match inner.staged.take() {
+                Some((v, r, nodes)) if v == version && r == root => Some(nodes),
+                other => {
+                    inner.staged = other.filter(|(v, _, _)| *v > version);
+                    None
+                }
+            });
+        if let Some(nodes) = staged {
+            self.insert(nodes);
+        }
         self.committed.fetch_max(version + 1, Ordering::AcqRel);
+    }
+
+    /// Keeps the nodes `apply` made for `version` (root `root`) until that is seen committed.
+    fn stage(&self, version: Version, root: [u8; 32], nodes: StagedNodes) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.staged = Some((version, root, nodes));
+        }
     }
 
     fn get(&self, nk: &NodeKey) -> Option<Node> {
@@ -140,9 +168,12 @@ impl NodeCache {
 ///
 /// `complete_through` is a committed version V such that every entry `(since, value)` is the
 /// key's value at every version from `since` through V. Writes enter only when their version
-/// is seen committed directly after V (`apply` stages them; `committed` publishes them); a
-/// committed version this cache did not stage (another writer, a skipped notice) empties it
-/// first. Reads add what they read only at V itself. So a hit never differs from the tree.
+/// is seen committed directly after V with the root `apply` computed for them (`apply` stages
+/// them with that root; `committed` publishes them); any other committed version (written by
+/// another tree over the same store, from other updates, or one this cache skipped) empties it
+/// first. Reads add what they read only at V itself. So a hit never differs from the tree's
+/// answer when the value was read or written; values damaged on disk later are not noticed by
+/// a hit.
 struct ValueCache {
     inner: Mutex<ValueInner>,
     capacity: usize,
@@ -153,8 +184,8 @@ struct ValueInner {
     values: HashMap<KeyHash, (Version, Option<OwnedValue>)>,
     /// Keys in insertion order, oldest first evicted.
     order: VecDeque<KeyHash>,
-    /// The writes of the newest `apply`, until its version is seen committed.
-    staged: Option<(Version, Writes)>,
+    /// The writes of the newest `apply` with its root, until its version is seen committed.
+    staged: Option<(Version, [u8; 32], Writes)>,
 }
 
 /// One version's writes (`None`: deleted).
@@ -201,15 +232,16 @@ impl ValueCache {
         }
     }
 
-    /// Stages the writes of `version` (replacing any earlier staging).
-    fn stage(&self, version: Version, writes: Writes) {
+    /// Stages the writes of `version`, whose root they make `root` (replacing any earlier
+    /// staging).
+    fn stage(&self, version: Version, root: [u8; 32], writes: Writes) {
         if let Ok(mut inner) = self.inner.lock() {
-            inner.staged = Some((version, writes));
+            inner.staged = Some((version, root, writes));
         }
     }
 
-    /// `version`'s root is in the store.
-    fn committed(&self, version: Version) {
+    /// `version`'s root, `root`, is in the store.
+    fn committed(&self, version: Version, root: [u8; 32]) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -217,9 +249,9 @@ impl ValueCache {
             return;
         }
         let staged = match inner.staged.take() {
-            Some((v, writes)) if v == version => Some(writes),
+            Some((v, r, writes)) if v == version && r == root => Some(writes),
             other => {
-                inner.staged = other.filter(|(v, _)| *v > version);
+                inner.staged = other.filter(|(v, _, _)| *v > version);
                 None
             }
         };
@@ -368,14 +400,12 @@ impl<B: KvBackend> StateTree<B> {
             .into_iter()
             .map(|(k, v)| (key_hash(&k), v))
             .collect();
-        self.values.stage(
-            version,
-            deduped.iter().map(|(kh, v)| (*kh, v.clone())).collect(),
-        );
+        let writes: Writes = deduped.iter().map(|(kh, v)| (*kh, v.clone())).collect();
         let reader = self.reader();
         let (root, update) = Jmt::new(&reader)
             .put_value_set(deduped, version)
             .map_err(from_jmt)?;
+        self.values.stage(version, root.0, writes);
 
         let mut batch = WriteBatch::new();
         for (nk, node) in update.node_batch.nodes() {
@@ -383,13 +413,16 @@ impl<B: KvBackend> StateTree<B> {
                 borsh::to_vec(node).map_err(|e| StorageError::Tree(format!("encode node: {e}")))?;
             batch.put(Column::JmtNodes, node_db_key(nk)?, bytes);
         }
-        // Served only once this version's root is seen in the store (see `NodeCache`).
-        self.cache.insert(
+        // Cached once this version is seen in the store with this root (see `NodeCache`).
+        self.cache.stage(
+            version,
+            root.0,
             update
                 .node_batch
                 .nodes()
                 .iter()
-                .map(|(nk, node)| (nk.clone(), node.clone())),
+                .map(|(nk, node)| (nk.clone(), node.clone()))
+                .collect(),
         );
         for ((v, kh), value) in update.node_batch.values() {
             let encoded = match value {
@@ -413,9 +446,9 @@ impl<B: KvBackend> StateTree<B> {
         let root = Jmt::new(&reader)
             .get_root_hash_option(version)
             .map_err(from_jmt)?;
-        if root.is_some() {
-            self.cache.committed(version);
-            self.values.committed(version);
+        if let Some(r) = root {
+            self.cache.committed(version, r.0);
+            self.values.committed(version, r.0);
         }
         Ok(root.map(|r| r.0))
     }

@@ -356,8 +356,9 @@ fn node_cache_serves_only_committed_nodes() {
 }
 
 /// The value cache changes no answer: reads interleaved with commits, versions computed and
-/// never written, and versions another writer commits over the same store (which this tree
-/// never staged) read the same values as a fresh tree, at the newest version and older ones.
+/// never written, and versions another writer commits over the same store (also ones this
+/// tree computed from other updates) read the same values as a fresh tree, at the newest
+/// version and older ones.
 #[test]
 fn value_cache_answers_as_the_tree() {
     for seed in 0..6u64 {
@@ -368,10 +369,16 @@ fn value_cache_answers_as_the_tree() {
         let key = |k: u64| format!("key-{k}").into_bytes();
         for version in 0..60u64 {
             let updates = random_updates(&mut rng, 16);
-            match rng.below(6) {
+            match rng.below(7) {
                 0 => {
                     // Another writer commits this version; this tree learns of it only when
                     // it next looks at a root.
+                    commit(&other, version, updates);
+                }
+                6 => {
+                    // This tree computes the version, then another writer commits it from
+                    // other updates.
+                    let _ = cached.apply(version, random_updates(&mut rng, 16)).unwrap();
                     commit(&other, version, updates);
                 }
                 1 => {
