@@ -108,6 +108,8 @@ pub struct QuorumStoreStats {
     pub expired_own: u64,
     /// Batches taken from fetches (since start).
     pub fetched: u64,
+    /// Committed blocks this validator has not executed yet.
+    pub execution_backlog: u64,
 }
 
 /// What [`QuorumStore::expire`] let go.
@@ -627,6 +629,7 @@ impl QuorumStore {
             bytes: self.bytes,
             proofs: self.proofs.len(),
             own_unproven: self.own.len(),
+            execution_backlog: self.committed_height.saturating_sub(self.executed_height),
             ..self.counts
         }
     }

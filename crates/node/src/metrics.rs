@@ -46,6 +46,7 @@ pub struct Metrics {
     batches_certified: Gauge,
     batches_expired: Gauge,
     batches_fetched: Gauge,
+    execution_backlog_blocks: Gauge,
 }
 
 impl Default for Metrics {
@@ -75,6 +76,7 @@ impl Default for Metrics {
             batches_certified: Gauge::default(),
             batches_expired: Gauge::default(),
             batches_fetched: Gauge::default(),
+            execution_backlog_blocks: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -189,6 +191,11 @@ impl Default for Metrics {
             "Committed batches fetched from a peer to execute (since start)",
             m.batches_fetched.clone(),
         );
+        registry.register(
+            "execution_backlog_blocks",
+            "Committed blocks not executed yet (batch mode; from 2, this validator's leader waits backlog_block_interval_ms before proposing)",
+            m.execution_backlog_blocks.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -218,6 +225,8 @@ impl Metrics {
             self.batches_certified.set(st.certified as i64);
             self.batches_expired.set(st.expired_own as i64);
             self.batches_fetched.set(st.fetched as i64);
+            self.execution_backlog_blocks
+                .set(st.execution_backlog as i64);
         }
         let net = &shared.network;
         self.peers_connected
