@@ -18,11 +18,16 @@ pub fn netchaind() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_netchaind"))
 }
 
-/// A run of `2 * n` free consecutive loopback ports.
+/// A run of `2 * n` free consecutive loopback ports, below the kernel's ephemeral range (from
+/// 32768 on Linux: a client connection's source port could take a probed port before the node
+/// binds it), and a different run for each network a test binary starts (the previous one's
+/// processes may still be dying when the next starts).
 pub fn free_base_port(n: usize) -> u16 {
-    let seed = std::process::id() as usize;
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let seed = std::process::id() as usize * 7
+        + STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * 37;
     for attempt in 0..200 {
-        let base = 20_000 + ((seed * 7 + attempt * 131) % 2_000) * 16;
+        let base = 20_000 + ((seed + attempt * 131) % 750) * 16;
         let ok = (0..2 * n).all(|i| TcpListener::bind(("127.0.0.1", (base + i) as u16)).is_ok());
         if ok {
             return base as u16;
