@@ -7,7 +7,7 @@ use crate::{now_ms, Shared};
 use bytes::Bytes;
 use netchain_network::{Inbound, Network};
 use netchain_types::{codec, Batch, BatchInfo, ConsensusMessage, Digest, ValidatorIndex};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -37,9 +37,60 @@ struct BatchTask {
     next_expire_ms: u64,
     /// Answers to a peer wait while more than this is queued to it.
     serve_bytes_max: usize,
-    /// Digests of peers' batches with the signature checker (a copy sent again meanwhile is
-    /// not checked twice). Bounded by the checker's queues.
-    checking: HashSet<Digest>,
+    /// Peers' batches with the signature checker (a copy sent again meanwhile is not checked
+    /// twice), bounded in all and per author.
+    checking: Checking,
+}
+
+/// Peers' batches with the signature checker, by digest. Bounded in all (the checker's queues)
+/// and per author, to a fair share of the checker's input queue: an author that floods batches
+/// (or a Byzantine one) has its extra batches dropped (they come back with its resends) instead
+/// of crowding out the others', whose proofs would otherwise stall.
+struct Checking {
+    digests: HashMap<Digest, ValidatorIndex>,
+    per_author: Vec<usize>,
+    total_max: usize,
+    author_max: usize,
+}
+
+impl Checking {
+    fn new(validators: usize) -> Self {
+        Self {
+            digests: HashMap::new(),
+            per_author: vec![0; validators],
+            total_max: 2 * BATCH_CHECK_QUEUE + CHECKS_PER_SYNC_MAX,
+            author_max: BATCH_CHECK_QUEUE.div_ceil(validators.max(1)),
+        }
+    }
+
+    fn contains(&self, digest: &Digest) -> bool {
+        self.digests.contains_key(digest)
+    }
+
+    /// Whether `author` (a committee member) may have one more batch checked now.
+    fn has_room(&self, author: ValidatorIndex) -> bool {
+        self.digests.len() < self.total_max
+            && self
+                .per_author
+                .get(author as usize)
+                .is_some_and(|n| *n < self.author_max)
+    }
+
+    fn insert(&mut self, digest: Digest, author: ValidatorIndex) {
+        if self.digests.insert(digest, author).is_none() {
+            if let Some(n) = self.per_author.get_mut(author as usize) {
+                *n += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, digest: &Digest) {
+        if let Some(author) = self.digests.remove(digest) {
+            if let Some(n) = self.per_author.get_mut(author as usize) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
 }
 
 /// Starts the task. Messages for consensus wait in a queue of at most `CONSENSUS_PENDING_MAX`
@@ -57,6 +108,7 @@ pub(crate) fn spawn(
     let (tx_check, rx_check) = mpsc::channel::<(Batch, BatchInfo)>(BATCH_CHECK_QUEUE);
     let (tx_checked, mut rx_checked) = mpsc::channel::<(Batch, BatchInfo, bool)>(BATCH_CHECK_QUEUE);
     spawn_batch_checker(shared.clone(), rx_check, tx_checked);
+    let validators = shared.committee().size();
     let mut task = BatchTask {
         shared,
         network,
@@ -64,7 +116,7 @@ pub(crate) fn spawn(
         next_batch_ms: 0,
         next_expire_ms: 0,
         serve_bytes_max: frame_bytes_max / 2,
-        checking: HashSet::new(),
+        checking: Checking::new(validators),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
@@ -289,13 +341,13 @@ impl BatchTask {
                 return;
             }
         }
-        if self.checking.len() >= 2 * BATCH_CHECK_QUEUE + CHECKS_PER_SYNC_MAX {
+        if !self.checking.has_room(from) {
             debug!(from, "batch dropped: signature checks are behind");
             return;
         }
         match self.tx_check.try_send((batch, info)) {
             Ok(()) => {
-                self.checking.insert(digest);
+                self.checking.insert(digest, from);
             }
             Err(_) => debug!(from, "batch dropped: signature checks are behind"),
         }
@@ -453,4 +505,47 @@ fn spawn_batch_checker(
             }
         })
         .expect("spawning batch checker");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One author flooding batches gets at most its share of the checker; the others still
+    /// get theirs, and a finished check frees a place.
+    #[test]
+    fn a_flooding_author_cannot_crowd_out_the_others() {
+        let mut c = Checking::new(4);
+        let digest = |author: u8, i: u8| {
+            Digest([
+                author, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 0, 0, 0,
+            ])
+        };
+        let mut flooded = 0;
+        for i in 0..200u8 {
+            if c.has_room(1) {
+                c.insert(digest(1, i), 1);
+                flooded += 1;
+            }
+        }
+        assert_eq!(
+            flooded,
+            BATCH_CHECK_QUEUE / 4,
+            "a quarter of the input queue"
+        );
+        for author in [0u16, 2, 3] {
+            assert!(c.has_room(author), "author {author} still has room");
+            c.insert(digest(author as u8, 0), author);
+        }
+        assert!(!c.has_room(9), "a stranger has no share");
+        assert!(c.contains(&digest(1, 0)));
+        c.remove(&digest(1, 0));
+        assert!(!c.contains(&digest(1, 0)));
+        assert!(c.has_room(1), "a finished check frees a place");
+        // Removing twice or something never inserted changes nothing.
+        c.remove(&digest(1, 0));
+        c.remove(&digest(7, 7));
+        assert_eq!(c.per_author, vec![1, BATCH_CHECK_QUEUE / 4 - 1, 1, 1]);
+    }
 }
