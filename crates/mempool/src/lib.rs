@@ -17,7 +17,6 @@ pub use quorum_store::{BatchError, Expired, QuorumStore, QuorumStoreConfig, Quor
 use netchain_consensus::PayloadSource;
 use netchain_types::{codec, Block, PublicKey, SignedTransaction, TxId};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::ops::Bound;
 
 /// Mempool bounds.
 #[derive(Clone, Debug)]
@@ -285,7 +284,7 @@ impl Mempool {
             *next = (*next).max(tx.tx.nonce.saturating_add(1));
         }
         let start = self.cursor;
-        let order = self.senders_after(start);
+        let order = in_turn_after(self.senders.keys().copied(), start);
         let mut out = Vec::new();
         let mut bytes = 0;
         for sender in order {
@@ -302,19 +301,6 @@ impl Mempool {
             self.cursor = Some(sender);
         }
         out
-    }
-
-    /// Every sender, in key order starting after `cursor` and wrapping round (round-robin).
-    fn senders_after(&self, cursor: Option<PublicKey>) -> Vec<PublicKey> {
-        match cursor {
-            Some(c) => self
-                .senders
-                .range((Bound::Excluded(c), Bound::Unbounded))
-                .chain(self.senders.range(..=c))
-                .map(|(k, _)| *k)
-                .collect(),
-            None => self.senders.keys().copied().collect(),
-        }
     }
 
     /// Batch mode: takes transactions not yet in a batch (senders in turn, each sender's
@@ -335,7 +321,7 @@ impl Mempool {
             self.bytes -= size;
             out.push(tx);
         }
-        let order = self.candidates_after(self.batch_cursor);
+        let order = in_turn_after(self.batch_candidates.iter().copied(), self.batch_cursor);
         for sender in order {
             if out.len() >= max_txs {
                 break;
@@ -360,19 +346,6 @@ impl Mempool {
             self.batch_cursor = Some(sender);
         }
         out
-    }
-
-    /// The batch candidates in turn, starting after `cursor`.
-    fn candidates_after(&self, cursor: Option<PublicKey>) -> Vec<PublicKey> {
-        match cursor {
-            Some(c) => self
-                .batch_candidates
-                .range((Bound::Excluded(c), Bound::Unbounded))
-                .chain(self.batch_candidates.range(..=c))
-                .copied()
-                .collect(),
-            None => self.batch_candidates.iter().copied().collect(),
-        }
     }
 
     /// Batch mode: these transactions' batch expired, or was executed with some of them refused
@@ -458,6 +431,19 @@ impl Mempool {
             }
         }
     }
+}
+
+/// `keys` (in ascending order) starting after `cursor` and wrapping round (round-robin).
+fn in_turn_after(
+    keys: impl Iterator<Item = PublicKey>,
+    cursor: Option<PublicKey>,
+) -> Vec<PublicKey> {
+    let mut keys: Vec<PublicKey> = keys.collect();
+    if let Some(c) = cursor {
+        let after = keys.partition_point(|k| *k <= c);
+        keys.rotate_left(after);
+    }
+    keys
 }
 
 /// Appends a sender's consecutive nonces from `first` on (stopping at the first gap) to `out`,
@@ -690,6 +676,23 @@ mod tests {
                 "seed {seed}: a batch with room takes all"
             );
         }
+    }
+
+    #[test]
+    fn keys_in_turn_after_a_cursor() {
+        let k = |b: u8| PublicKey([b; 32]);
+        let keys = [k(1), k(3), k(5)];
+        assert_eq!(in_turn_after(keys.into_iter(), None), keys);
+        assert_eq!(
+            in_turn_after(keys.into_iter(), Some(k(3))),
+            [k(5), k(1), k(3)]
+        );
+        // A cursor that left the set still continues after its place.
+        assert_eq!(
+            in_turn_after(keys.into_iter(), Some(k(4))),
+            [k(5), k(1), k(3)]
+        );
+        assert_eq!(in_turn_after(keys.into_iter(), Some(k(9))), keys);
     }
 
     /// A sender's nonce read before a block using its next nonce was executed (a race between
