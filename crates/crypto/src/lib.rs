@@ -5,6 +5,7 @@
 //! checked by batch on one validator and one by one on another can never be judged differently.
 //! This crate is the only holder of a secret key.
 
+mod batch;
 mod keys;
 mod quorum;
 mod rng;
@@ -57,24 +58,14 @@ pub fn verify(signer: &PublicKey, msg: &Digest, sig: &Signature) -> Result<(), C
         .map_err(|_| CryptoError::BadSignature { signer: *signer })
 }
 
-/// Verifies all signatures at once; fails if any is invalid. Same accept set as [`verify`].
+/// Verifies all signatures at once; fails if any is invalid. Same accept set as [`verify`]
+/// (ZIP-215; decoded public keys are kept between calls, see `batch`).
 pub fn verify_batch(items: &[(PublicKey, Digest, Signature)]) -> Result<(), CryptoError> {
     match items {
         [] => Ok(()),
         [(pk, msg, sig)] => verify(pk, msg, sig),
-        _ => {
-            let mut verifier = ed25519_zebra::batch::Verifier::new();
-            for (pk, msg, sig) in items {
-                verifier.queue((
-                    ed25519_zebra::VerificationKeyBytes::from(pk.0),
-                    zebra_sig(sig),
-                    &msg.0,
-                ));
-            }
-            verifier
-                .verify(rng::BatchRng::new())
-                .map_err(|_| CryptoError::BadBatch { count: items.len() })
-        }
+        _ => batch::verify(items, batch::KeyCache::global(), &mut rng::BatchRng::new())
+            .map_err(|()| CryptoError::BadBatch { count: items.len() }),
     }
 }
 
@@ -233,6 +224,102 @@ mod tests {
                 .collect();
             assert_eq!(verify_each(&items), expected, "case {case}, n {n}");
         }
+    }
+
+    /// ZIP-215's edge cases: small-order keys and R, in canonical and non-canonical encodings,
+    /// with s = 0 are valid for any message; other points with s = 0, and a non-canonical s,
+    /// are not. The batch check (with keys decoded afresh and then from its cache) accepts
+    /// exactly the batches whose every signature the single check (ed25519-zebra) accepts.
+    #[test]
+    fn batch_and_single_agree_on_zip215_edge_cases() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        // Small-order points: canonical (and with the sign bit flipped: the negation, or for
+        // x = 0 an encoding that is not canonical), and y + p for y = 0 and 1 (below 2^255, so
+        // encodings of y that are not canonical).
+        let y_plus_p = |y: u8, sign: bool| {
+            let mut enc = [0xff; 32];
+            enc[0] = 0xed + y;
+            enc[31] = if sign { 0xff } else { 0x7f };
+            enc
+        };
+        let mut small: Vec<[u8; 32]> = Vec::new();
+        for p in EIGHT_TORSION.iter() {
+            let enc = p.compress().to_bytes();
+            let mut flipped = enc;
+            flipped[31] ^= 0x80;
+            small.extend([enc, flipped]);
+        }
+        for y in 0..2 {
+            small.extend([y_plus_p(y, false), y_plus_p(y, true)]);
+        }
+        // Any point's encoding (and some that decode to no point): y + p for y below 19.
+        let mut points = small.clone();
+        for y in 2..19 {
+            points.extend([y_plus_p(y, false), y_plus_p(y, true)]);
+        }
+        // ℓ, the group order: s = ℓ is not canonical.
+        let order: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let keys: Vec<_> = (0..6u8)
+            .map(|i| Keypair::from_secret([i + 40; 32]))
+            .collect();
+        let mut seed = 0x215_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as usize
+        };
+        let (mut accepted, mut rejected) = (0, 0);
+        for case in 0..400 {
+            let n = 2 + next() % 6;
+            let items: Vec<_> = (0..n)
+                .map(|i| {
+                    let m = msg((case * 7 + i) as u8);
+                    let key = &keys[next() % keys.len()];
+                    let pick = |list: &[[u8; 32]], r: usize| list[r % list.len()];
+                    match next() % 4 {
+                        0 | 1 => (key.public(), m, key.sign(&m)),
+                        2 => {
+                            let mut sig = [0u8; 64];
+                            sig[..32].copy_from_slice(&pick(&small, next()));
+                            (PublicKey(pick(&small, next())), m, Signature(sig))
+                        }
+                        _ => {
+                            let a = if next() % 3 == 0 {
+                                key.public()
+                            } else {
+                                PublicKey(pick(&points, next()))
+                            };
+                            let mut sig = [0u8; 64];
+                            sig[..32].copy_from_slice(&pick(&points, next()));
+                            if next() % 2 == 0 {
+                                sig[32..].copy_from_slice(&order);
+                            }
+                            (a, m, Signature(sig))
+                        }
+                    }
+                })
+                .collect();
+            let single: Vec<bool> = items
+                .iter()
+                .map(|(pk, m, sig)| verify(pk, m, sig).is_ok())
+                .collect();
+            let all = single.iter().all(|ok| *ok);
+            if all {
+                accepted += 1;
+            } else {
+                rejected += 1;
+            }
+            for _ in 0..2 {
+                assert_eq!(verify_batch(&items).is_ok(), all, "case {case}: {single:?}");
+            }
+            assert_eq!(verify_each(&items), single, "case {case}");
+        }
+        // Both answers occur, so the comparison means something.
+        assert!(accepted > 20 && rejected > 20, "{accepted} / {rejected}");
     }
 
     #[test]

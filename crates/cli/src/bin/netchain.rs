@@ -1,5 +1,9 @@
 //! `netchain`: keys, genesis, a local network in one command, transactions, queries, proofs.
 
+/// mimalloc: the nodes allocate and free many small buffers per transaction (see docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use netchain_cli::bench::{self, BenchArgs};

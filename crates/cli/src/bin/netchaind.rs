@@ -1,5 +1,9 @@
 //! `netchaind`: runs one validator.
 
+/// mimalloc: the nodes allocate and free many small buffers per transaction (see docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::Parser;
 use netchain_config::NodeConfig;
