@@ -3,8 +3,9 @@
 //! made and encoded before the clock starts (they would arrive from the network); the pipeline
 //! then decodes each batch, verifies every signature in it (each validator checks every
 //! transaction once: its clients' at admission, its peers' before acknowledging their batches),
-//! stores it durably, and executes blocks of the batches in order, committing state, block and
-//! batches with one sync per block, as the validator's `batch-check` and `execution` threads do.
+//! stores it durably (a second thread syncs a round while the next is checked), and executes
+//! blocks of the batches in order, committing state, block and batches with one sync per block,
+//! as the validator's `batch-check`, `batch-store` and `execution` threads do.
 //! Closed loop: `--rate × --duration` transactions go through as fast as the pipeline goes.
 //!
 //! What it leaves out, so read it as an upper bound for one validator alone on the machine:
@@ -48,8 +49,10 @@ pub struct ValidatorReport {
     pub secs: f64,
     /// Transactions per second through the whole pipeline.
     pub tps: f64,
-    /// Seconds the checking stage (decode, verify, store) was busy.
+    /// Seconds the checking stage (decode, verify) was busy.
     pub check_busy_secs: f64,
+    /// Seconds the storing stage (the checked batches, one sync per round) was busy.
+    pub store_busy_secs: f64,
     /// Seconds the execution stage (execute, commit state, store the block) was busy.
     pub execute_busy_secs: f64,
     /// CPU seconds of the process during the run, and per transaction.
@@ -115,7 +118,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ValidatorReport> {
         let executor = s.spawn(move || execute_stage(store, &executor, root, rx));
         (checker.join(), executor.join())
     });
-    let check_busy = check.map_err(|_| anyhow::anyhow!("checking stage panicked"))??;
+    let (check_busy, store_busy) =
+        check.map_err(|_| anyhow::anyhow!("checking stage panicked"))??;
     let (blocks, applied, execute_busy) =
         exec.map_err(|_| anyhow::anyhow!("execution stage panicked"))??;
     let secs = start.elapsed().as_secs_f64();
@@ -132,6 +136,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ValidatorReport> {
         secs,
         tps: applied as f64 / secs,
         check_busy_secs: check_busy.as_secs_f64(),
+        store_busy_secs: store_busy.as_secs_f64(),
         execute_busy_secs: execute_busy.as_secs_f64(),
         cpu_secs,
         cpu_us_per_tx: cpu_secs * 1e6 / applied.max(1) as f64,
@@ -141,7 +146,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ValidatorReport> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "bench: one validator's pipeline, {} transactions of {} B, {} CPUs\n  {:.0} tx/s over {:.1} s ({} blocks) | check stage busy {:.1} s, execution stage busy {:.1} s | {:.1} µs CPU per transaction",
+            "bench: one validator's pipeline, {} transactions of {} B, {} CPUs\n  {:.0} tx/s over {:.1} s ({} blocks) | busy: check {:.1} s, store {:.1} s, execution {:.1} s | {:.1} µs CPU per transaction",
             report.transactions,
             report.tx_bytes,
             report.cpus,
@@ -149,6 +154,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ValidatorReport> {
             report.secs,
             report.blocks,
             report.check_busy_secs,
+            report.store_busy_secs,
             report.execute_busy_secs,
             report.cpu_us_per_tx
         );
@@ -156,35 +162,55 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ValidatorReport> {
     Ok(report)
 }
 
-/// Decodes each batch, verifies its signatures and stores it (one sync per round of batches),
-/// then hands it to execution. Returns how long it was busy.
+/// Decodes each batch and verifies its signatures, a round at a time; a second thread stores
+/// each round (one sync) while the next is checked, then hands its batches to execution, as
+/// the node's `batch-check` and `batch-store` threads do. Returns how long the checking
+/// thread and the storing thread were busy.
 fn check_stage(
     store: &ChainStore<Backend>,
     wire: Vec<Vec<u8>>,
     out: std::sync::mpsc::SyncSender<(Batch, BatchInfo)>,
-) -> anyhow::Result<Duration> {
-    let mut busy = Duration::ZERO;
-    for round in wire.chunks(BATCHES_PER_SYNC_MAX) {
-        let t = Instant::now();
-        let mut checked = Vec::with_capacity(round.len());
-        for bytes in round {
-            let batch: Batch = codec::decode(bytes, 64 << 20).context("decoding a batch")?;
-            let info = batch.info();
-            if !Shared::verify_signatures(&batch.txs).iter().all(|ok| *ok) {
-                bail!("a batch with a bad signature");
+) -> anyhow::Result<(Duration, Duration)> {
+    let (to_store, checked) = std::sync::mpsc::sync_channel::<Vec<(BatchInfo, Batch)>>(1);
+    std::thread::scope(|s| {
+        let storing = s.spawn(move || -> anyhow::Result<Duration> {
+            let mut busy = Duration::ZERO;
+            for round in checked {
+                let t = Instant::now();
+                let refs: Vec<_> = round.iter().map(|(i, b)| (*i, b)).collect();
+                store.put_pending_batches(&refs)?;
+                busy += t.elapsed();
+                for (info, batch) in round {
+                    if out.send((batch, info)).is_err() {
+                        bail!("execution stage stopped");
+                    }
+                }
             }
-            checked.push((info, batch));
-        }
-        let refs: Vec<_> = checked.iter().map(|(i, b)| (*i, b)).collect();
-        store.put_pending_batches(&refs)?;
-        busy += t.elapsed();
-        for (info, batch) in checked {
-            if out.send((batch, info)).is_err() {
-                bail!("execution stage stopped");
+            Ok(busy)
+        });
+        let mut busy = Duration::ZERO;
+        for round in wire.chunks(BATCHES_PER_SYNC_MAX) {
+            let t = Instant::now();
+            let mut checked = Vec::with_capacity(round.len());
+            for bytes in round {
+                let batch: Batch = codec::decode(bytes, 64 << 20).context("decoding a batch")?;
+                let info = batch.info();
+                if !Shared::verify_signatures(&batch.txs).iter().all(|ok| *ok) {
+                    bail!("a batch with a bad signature");
+                }
+                checked.push((info, batch));
+            }
+            busy += t.elapsed();
+            if to_store.send(checked).is_err() {
+                break;
             }
         }
-    }
-    Ok(busy)
+        drop(to_store);
+        let store_busy = storing
+            .join()
+            .map_err(|_| anyhow::anyhow!("storing stage panicked"))??;
+        Ok((busy, store_busy))
+    })
 }
 
 /// Executes blocks of whatever checked batches are waiting (up to a block's worth), storing

@@ -58,7 +58,9 @@ impl Checking {
         Self {
             digests: HashMap::new(),
             per_author: vec![0; validators],
-            total_max: 2 * BATCH_CHECK_QUEUE + CHECKS_PER_SYNC_MAX,
+            // Both queues, the round being checked, the one waiting to be stored and the one
+            // being stored.
+            total_max: 2 * BATCH_CHECK_QUEUE + 3 * CHECKS_PER_SYNC_MAX,
             author_max: BATCH_CHECK_QUEUE.div_ceil(validators.max(1)),
         }
     }
@@ -447,12 +449,42 @@ impl BatchTask {
 
 /// Verifies every signature of peers' batches off the consensus task and stores those whose
 /// signatures all verify (durably: an acknowledgement vouches for every signature and promises
-/// availability), then passes them on to be acknowledged.
+/// availability), then passes them on to be acknowledged. Two threads: `batch-check` verifies
+/// a round while `batch-store` syncs the round before it (at most one round waits between).
 fn spawn_batch_checker(
     shared: Arc<Shared>,
     mut rx: mpsc::Receiver<(Batch, BatchInfo)>,
     tx: mpsc::Sender<(Batch, BatchInfo, bool)>,
 ) {
+    let (to_store, checked) = std::sync::mpsc::sync_channel::<CheckedRound>(1);
+    let store = shared.clone();
+    std::thread::Builder::new()
+        .name("batch-store".into())
+        .spawn(move || {
+            for CheckedRound { good, bad } in checked {
+                // The acknowledgement promises availability, also after a crash.
+                let refs: Vec<_> = good.iter().map(|(i, b)| (*i, b)).collect();
+                let stored = refs.is_empty() || {
+                    match store.store.put_pending_batches(&refs) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            error!(error = %e, "storing batches failed; not acknowledged");
+                            false
+                        }
+                    }
+                };
+                let results = good
+                    .into_iter()
+                    .map(|(i, b)| (b, i, stored))
+                    .chain(bad.into_iter().map(|(b, i)| (b, i, false)));
+                for result in results {
+                    if tx.blocking_send(result).is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+        .expect("spawning batch store");
     std::thread::Builder::new()
         .name("batch-check".into())
         .spawn(move || {
@@ -482,29 +514,19 @@ fn spawn_batch_checker(
                         None => good.push((info, batch)),
                     }
                 }
-                // The acknowledgement promises availability, also after a crash.
-                let refs: Vec<_> = good.iter().map(|(i, b)| (*i, b)).collect();
-                let stored = refs.is_empty() || {
-                    match shared.store.put_pending_batches(&refs) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            error!(error = %e, "storing batches failed; not acknowledged");
-                            false
-                        }
-                    }
-                };
-                let results = good
-                    .into_iter()
-                    .map(|(i, b)| (b, i, stored))
-                    .chain(bad.into_iter().map(|(b, i)| (b, i, false)));
-                for result in results {
-                    if tx.blocking_send(result).is_err() {
-                        return;
-                    }
+                if to_store.send(CheckedRound { good, bad }).is_err() {
+                    return;
                 }
             }
         })
         .expect("spawning batch checker");
+}
+
+/// One round of peers' batches after the signature check: those to store and acknowledge, and
+/// those refused.
+struct CheckedRound {
+    good: Vec<(BatchInfo, Batch)>,
+    bad: Vec<(Batch, BatchInfo)>,
 }
 
 #[cfg(test)]
