@@ -3,6 +3,9 @@
 //! Design note: one signature rule everywhere. ed25519-zebra implements the ZIP-215 validation
 //! rules, under which single and batch verification accept exactly the same inputs, so a block
 //! checked by batch on one validator and one by one on another can never be judged differently.
+//! Single verification is ed25519-zebra's; batch verification is its batch equation over the
+//! same curve library with decoded keys kept between batches (`batch`), and the tests check
+//! that the two accept the same inputs, edge cases included.
 //! This crate is the only holder of a secret key.
 
 mod batch;
