@@ -13,7 +13,7 @@ use netchain_client::Client;
 use netchain_crypto::{sign_transaction, Keypair};
 use netchain_types::{codec, Digest, Payload, SignedTransaction, Transaction};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,6 +166,8 @@ pub struct StepReport {
     pub committed: u64,
     /// Committed but rejected by execution.
     pub rejected_in_execution: u64,
+    /// Those rejections by code (`bad_nonce`, `duplicate`, ...).
+    pub rejected_codes: BTreeMap<String, u64>,
     /// Neither committed nor refused when the drain ended.
     pub missing: u64,
     /// Committed per second, from the first submission to the last commit seen.
@@ -318,7 +320,7 @@ fn print_report(report: &BenchReport, json: bool) -> anyhow::Result<()> {
     for s in &report.steps {
         let p = |v: Option<u64>| v.map_or("-".into(), |v| format!("{v} ms"));
         println!(
-            "  offered {:>7} tx/s for {:.0} s: finalized {:>8.0} tx/s | latency p50 {} p95 {} p99 {} | committed {} rejected {} refused {} missing {}",
+            "  offered {:>7} tx/s for {:.0} s: finalized {:>8.0} tx/s | latency p50 {} p95 {} p99 {} | committed {} rejected {}{} refused {} missing {}",
             s.offered_tps,
             s.offer_secs,
             s.finalized_tps,
@@ -327,6 +329,13 @@ fn print_report(report: &BenchReport, json: bool) -> anyhow::Result<()> {
             p(s.latency_ms_p99),
             s.committed,
             s.rejected_in_execution,
+            if s.rejected_codes.is_empty() {
+                String::new()
+            } else {
+                let codes: Vec<String> =
+                    s.rejected_codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+                format!(" ({})", codes.join(", "))
+            },
             s.refused_at_admission,
             s.missing
         );
@@ -606,6 +615,8 @@ struct Tracker {
     sent_us: Vec<u64>,
     /// Outcome per index: 0 pending, 1 applied, 2 rejected in execution, 3 refused at admission.
     outcome: Vec<u8>,
+    /// The rejection code of each index with outcome 2.
+    codes: HashMap<u32, String>,
     latencies_ms: Vec<u64>,
     last_commit_us: u64,
 }
@@ -627,6 +638,7 @@ async fn offer(
     let tracker = Arc::new(Mutex::new(Tracker {
         sent_us: vec![0; total],
         outcome: vec![0; total],
+        codes: HashMap::new(),
         latencies_ms: Vec::with_capacity(total),
         last_commit_us: 0,
     }));
@@ -739,6 +751,10 @@ async fn offer(
         refused_at_admission: count(3),
         committed,
         rejected_in_execution: count(2),
+        rejected_codes: t.codes.values().fold(BTreeMap::new(), |mut m, c| {
+            *m.entry(c.clone()).or_insert(0) += 1;
+            m
+        }),
         missing: count(0),
         finalized_tps: committed as f64 / window,
         latency_samples: lat.len() as u64,
@@ -767,16 +783,22 @@ async fn read_commits(
             let now_us = start.elapsed().as_micros() as u64;
             let mut t = tracker.lock().expect("tracker");
             let i = i as usize;
-            if t.outcome[i] == 1 || t.outcome[i] == 2 {
-                return; // a duplicate copy
-            }
-            if ev.applied {
-                t.outcome[i] = 1;
-                let sent = t.sent_us[i];
-                t.latencies_ms.push(now_us.saturating_sub(sent) / 1_000);
-                t.last_commit_us = now_us;
-            } else {
-                t.outcome[i] = 2;
+            // The first outcome counts, except that a copy applied after a rejected one (a
+            // nonce that only fit later) did change the state: its receipt says applied.
+            match (t.outcome[i], ev.applied) {
+                (1, _) | (2, false) => {} // a duplicate copy
+                (_, true) => {
+                    t.outcome[i] = 1;
+                    t.codes.remove(&(i as u32));
+                    let sent = t.sent_us[i];
+                    t.latencies_ms.push(now_us.saturating_sub(sent) / 1_000);
+                    t.last_commit_us = now_us;
+                }
+                (_, false) => {
+                    t.outcome[i] = 2;
+                    let code = ev.code.unwrap_or_else(|| "unknown".into());
+                    t.codes.insert(i as u32, code);
+                }
             }
         })
         .await;

@@ -299,6 +299,7 @@ async fn offer(
         refused_at_admission: t.refused,
         committed,
         rejected_in_execution: 0,
+        rejected_codes: Default::default(),
         missing: total.saturating_sub(committed + t.refused),
         finalized_tps: committed as f64 / window,
         latency_samples: t.latencies_ms.len() as u64,
