@@ -246,10 +246,7 @@ fn execute_stage(
             payload: Vec::new(),
             batches: Vec::new(),
         };
-        let txs: Vec<_> = batches
-            .iter()
-            .flat_map(|(b, _)| b.txs.iter().cloned())
-            .collect();
+        let txs: Vec<_> = batches.iter().flat_map(|(b, _)| b.txs.iter()).collect();
         // Covered by the batches' proofs of availability (checked above, as a peer would).
         let out = executor.execute_checked(&BlockInfo::from(&block), &txs, &|_, _| true)?;
         let mut wb: WriteBatch = out.batch;

@@ -26,6 +26,7 @@ use netchain_types::{
     codec, Account, Digest, Payload, PublicKey, Receipt, SignedTransaction, TxOutcome,
 };
 use overlay::Overlay;
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -197,10 +198,10 @@ impl<B: KvBackend> Executor<B> {
     /// sender, every transfer's recipient) into `accounts`. Reads of one committed version are
     /// pure, so this changes only how fast the block runs, never what it does; the apply phase
     /// then runs in block order from the cache.
-    fn prefetch_accounts(
+    fn prefetch_accounts<T: Borrow<SignedTransaction>>(
         &self,
         base: u64,
-        txs: &[SignedTransaction],
+        txs: &[T],
         accounts: &mut Accounts,
     ) -> Result<(), StorageError> {
         if self.threads < 2 || txs.len() < PARALLEL_READ_MIN_TXS {
@@ -208,7 +209,8 @@ impl<B: KvBackend> Executor<B> {
         }
         let keys: Vec<PublicKey> = txs
             .iter()
-            .flat_map(|t| {
+            .map(Borrow::borrow)
+            .flat_map(|t: &SignedTransaction| {
                 let to = match &t.tx.payload {
                     Payload::Transfer { to, .. } => Some(*to),
                     _ => None,
@@ -351,31 +353,32 @@ impl<B: KvBackend> Executor<B> {
 
     /// [`Executor::execute`], skipping the signature check of transactions for which
     /// `verified(index, tx)` says this node has already checked exactly that signature on exactly
-    /// that content (at admission), or a proof of availability vouches for it. The outcome is the same; only the work is saved.
-    pub fn execute_checked(
+    /// that content (at admission), or a proof of availability vouches for it. The outcome is the
+    /// same; only the work is saved. `txs` may be the transactions or references to them (a
+    /// block's batches are executed without copying their transactions).
+    pub fn execute_checked<T: Borrow<SignedTransaction>>(
         &self,
         block: &BlockInfo,
-        txs: &[SignedTransaction],
+        txs: &[T],
         verified: &dyn Fn(usize, &SignedTransaction) -> bool,
     ) -> Result<BlockOutput, StorageError> {
         let (height, timestamp_ms) = (block.height, block.timestamp_ms);
         assert!(height > 0, "genesis is not executed");
         let base = height - 1;
         let mut sig_ok = vec![true; txs.len()];
-        let unchecked: Vec<usize> = (0..txs.len()).filter(|&i| !verified(i, &txs[i])).collect();
+        let tx_at = |i: usize| -> &SignedTransaction { txs[i].borrow() };
+        let unchecked: Vec<usize> = (0..txs.len()).filter(|&i| !verified(i, tx_at(i))).collect();
         let mut items: Vec<_> = unchecked
             .iter()
             .map(|&i| {
-                (
-                    txs[i].tx.sender,
-                    txs[i].tx.signing_message(),
-                    txs[i].signature,
-                )
+                let t = tx_at(i);
+                (t.tx.sender, t.tx.signing_message(), t.signature)
             })
             .collect();
         // Signatures inside payloads (payment requests and authorizations) join the same batch.
         let inner: Vec<(usize, (PublicKey, Digest, netchain_types::Signature))> = txs
             .iter()
+            .map(Borrow::borrow)
             .enumerate()
             .filter_map(|(i, t)| currency::inner_signature(&t.tx.payload).map(|s| (i, s)))
             .collect();
@@ -398,7 +401,7 @@ impl<B: KvBackend> Executor<B> {
         let mut receipts = Vec::with_capacity(txs.len());
         let mut seen = HashMap::with_capacity(txs.len());
         let mut applied = 0;
-        for (index, (tx, ok)) in txs.iter().zip(sig_ok).enumerate() {
+        for (index, (tx, ok)) in txs.iter().map(Borrow::borrow).zip(sig_ok).enumerate() {
             let id = tx.id();
             let env = Env {
                 chain_id: &self.chain_id,
@@ -455,7 +458,7 @@ impl<B: KvBackend> Executor<B> {
             ChainStore::<B>::put_receipt(&mut batch, receipt);
         }
         let mut nonces = BTreeMap::new();
-        for tx in txs {
+        for tx in txs.iter().map(Borrow::borrow) {
             if let std::collections::btree_map::Entry::Vacant(e) = nonces.entry(tx.tx.sender) {
                 e.insert(self.cached(base, &tx.tx.sender, &mut accounts)?.nonce);
             }

@@ -182,20 +182,17 @@ fn execute_one(
         // API read the state at the executed height).
         let out = shared
             .executor
-            .execute_checked(&block.into(), &[], &|_, _| true)?;
+            .execute_checked::<netchain_types::SignedTransaction>(&block.into(), &[], &|_, _| {
+                true
+            })?;
         (out.batch, out.state_root, count as u64, Vec::new())
     } else {
         let inline = block.payload.len();
-        let txs: Vec<_> = if batches.is_empty() {
-            block.payload.clone()
-        } else {
-            let mut txs = Vec::with_capacity(count);
-            txs.extend_from_slice(&block.payload);
-            for b in batches.iter().flatten() {
-                txs.extend_from_slice(&b.txs);
-            }
-            txs
-        };
+        let txs: Vec<&netchain_types::SignedTransaction> = block
+            .payload
+            .iter()
+            .chain(batches.iter().flatten().flat_map(|b| b.txs.iter()))
+            .collect();
         // Batched transactions' signatures are vouched for by their proofs of availability
         // (see `netchain_types::batch`); the block's own, by this node's cache of what it
         // verified.

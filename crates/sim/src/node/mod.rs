@@ -712,10 +712,11 @@ fn execute_one(
 ) -> Executed {
     let verified = &r.verified;
     let inline = block.payload.len();
-    let mut txs = block.payload.clone();
-    for b in batches.iter().flatten() {
-        txs.extend_from_slice(&b.txs);
-    }
+    let txs: Vec<&SignedTransaction> = block
+        .payload
+        .iter()
+        .chain(batches.iter().flatten().flat_map(|b| b.txs.iter()))
+        .collect();
     // Batched transactions are vouched for by their proofs of availability.
     let exec = r
         .executor
