@@ -555,6 +555,47 @@ impl StateProof {
 mod tests {
     use super::*;
 
+    type Updates = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+    /// Two trees fed the same versions, one with batched insertion and one a key at a time.
+    struct Both {
+        batched: StateTree<MemoryBackend>,
+        single: StateTree<MemoryBackend>,
+    }
+
+    impl Both {
+        fn new() -> Self {
+            Self {
+                batched: StateTree::new(Arc::new(MemoryBackend::default())),
+                single: StateTree::new(Arc::new(MemoryBackend::default())),
+            }
+        }
+
+        /// Applies `updates` as `version` to both, checks they made the same root and the same
+        /// nodes and values, commits both, returns the root.
+        fn step(&self, version: u64, updates: Updates) -> [u8; 32] {
+            let (root_b, batch_b) = self
+                .batched
+                .apply_with(version, updates.clone(), Insertion::Batched)
+                .unwrap();
+            let (root_s, batch_s) = self
+                .single
+                .apply_with(version, updates, Insertion::OneByOne)
+                .unwrap();
+            assert_eq!(root_b, root_s, "version {version}");
+            assert!(batch_b == batch_s, "version {version}: different nodes");
+            self.batched.backend().write(batch_b, false).unwrap();
+            self.single.backend().write(batch_s, false).unwrap();
+            root_b
+        }
+    }
+
+    fn puts(keys: impl IntoIterator<Item = u32>, salt: u8) -> Updates {
+        keys.into_iter()
+            .map(|k| (format!("k{k}").into_bytes(), Some(vec![salt, k as u8])))
+            .collect()
+    }
+
     /// Batched insertion makes exactly the tree one-key-at-a-time insertion makes: the same
     /// root and the same nodes and values written, version after version, over new keys,
     /// changed keys, versions with deletions (which go one at a time in both) and a tree that
@@ -568,8 +609,8 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        let batched = StateTree::new(Arc::new(MemoryBackend::default()));
-        let single = StateTree::new(Arc::new(MemoryBackend::default()));
+        let both = Both::new();
+        let mut contents = BTreeMap::new();
         let mut batched_versions = 0;
         for version in 0..40u64 {
             let n = match version % 5 {
@@ -592,23 +633,70 @@ mod tests {
             if updates.iter().all(|(_, v)| v.is_some()) {
                 batched_versions += 1;
             }
-            let (root_b, batch_b) = batched
-                .apply_with(version, updates.clone(), Insertion::Batched)
-                .unwrap();
-            let (root_s, batch_s) = single
-                .apply_with(version, updates.clone(), Insertion::OneByOne)
-                .unwrap();
-            assert_eq!(root_b, root_s, "version {version}");
-            assert!(batch_b == batch_s, "version {version}: different nodes");
-            batched.backend().write(batch_b, false).unwrap();
-            single.backend().write(batch_s, false).unwrap();
+            for (k, v) in &updates {
+                match v {
+                    Some(v) => contents.insert(k.clone(), v.clone()),
+                    None => contents.remove(k),
+                };
+            }
+            let root_b = both.step(version, updates.clone());
             for (key, _) in updates.iter().rev().take(5) {
-                let (got, proof) = batched.get_with_proof(key, version).unwrap();
+                let (got, proof) = both.batched.get_with_proof(key, version).unwrap();
                 let last = updates.iter().rev().find(|(k, _)| k == key).unwrap();
                 assert_eq!(&got, &last.1, "version {version}");
                 proof.verify(root_b, key, got.as_deref()).unwrap();
             }
         }
         assert!(batched_versions >= 30, "{batched_versions}");
+        // The same contents put in at once into an empty tree give the same root (the tree's
+        // shape depends on its keys only).
+        let fresh = Both::new();
+        let all: Updates = contents.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        assert_eq!(fresh.step(0, all), both.batched.root(39).unwrap().unwrap());
+    }
+
+    /// The shapes the random versions may miss: a large first version, a tree emptied by
+    /// deletions and filled again at once, an empty version, a single-leaf root updated with
+    /// its own key and with keys beside it, the same value written again.
+    #[test]
+    fn batched_insertion_edge_cases() {
+        let both = Both::new();
+        both.step(0, puts(0..500, 1));
+        both.step(1, puts(0..500, 1)); // the same values again
+        both.step(
+            2,
+            puts(0..500, 2)
+                .into_iter()
+                .map(|(k, _)| (k, None))
+                .collect(),
+        );
+        assert_eq!(both.batched.root(2).unwrap(), Some(empty_root()));
+        both.step(3, puts(0..300, 3));
+        both.step(4, Vec::new());
+        both.step(5, puts([7], 5));
+        let leaf = Both::new();
+        leaf.step(0, puts([1], 0));
+        leaf.step(1, puts([1], 1)); // the leaf's own key
+        leaf.step(2, puts([1, 2, 3], 2)); // its key and others beside it
+        leaf.step(3, puts(4..40, 3));
+        leaf.step(4, vec![(b"absent".to_vec(), None)]);
+        leaf.step(5, puts(0..60, 5));
+    }
+
+    /// The root of a fixed history, written down: a change in jmt (pinned in Cargo.toml) or in
+    /// how keys and values enter the tree would change every validator's roots at once, and a
+    /// network of mixed versions would fork.
+    #[test]
+    fn a_fixed_history_has_the_root_written_down() {
+        let both = Both::new();
+        both.step(0, puts(0..200, 0));
+        both.step(1, puts((0..200).step_by(3), 1));
+        let mut mixed = puts(200..260, 2);
+        mixed.extend(puts(0..50, 2).into_iter().map(|(k, _)| (k, None)));
+        let root = both.step(2, mixed);
+        assert_eq!(
+            hex(&root),
+            "33c962c1e6c5101b78cb4a4a0601f2313c0009f6985b16ecd35951f3b774327e"
+        );
     }
 }

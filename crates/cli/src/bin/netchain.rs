@@ -349,6 +349,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    netchain_cli::procs::no_transparent_huge_pages();
     match cli.command {
         Command::Keys(KeysCommand::New { out }) => {
             anyhow::ensure!(

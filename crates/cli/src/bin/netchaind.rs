@@ -40,6 +40,7 @@ fn init_logs(json: bool) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    netchain_cli::procs::no_transparent_huge_pages();
     init_logs(args.log_json);
     let cfg = NodeConfig::load(&args.config)?;
     let api_override = cfg.api_listen.clone();
