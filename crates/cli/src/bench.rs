@@ -168,6 +168,9 @@ pub struct StepReport {
     pub rejected_in_execution: u64,
     /// Those rejections by code (`bad_nonce`, `duplicate`, ...).
     pub rejected_codes: BTreeMap<String, u64>,
+    /// Committed and applied after a copy of the same transaction was committed and rejected
+    /// (counted in `committed`; a sign that a sender's transactions were ordered out of turn).
+    pub applied_after_rejection: u64,
     /// Neither committed nor refused when the drain ended.
     pub missing: u64,
     /// Committed per second, from the first submission to the last commit seen.
@@ -339,6 +342,12 @@ fn print_report(report: &BenchReport, json: bool) -> anyhow::Result<()> {
             s.refused_at_admission,
             s.missing
         );
+        if s.applied_after_rejection > 0 {
+            println!(
+                "    {} committed after a rejected copy of the same transaction",
+                s.applied_after_rejection
+            );
+        }
         let cpu: Vec<String> = s
             .cpu
             .iter()
@@ -617,6 +626,8 @@ struct Tracker {
     outcome: Vec<u8>,
     /// The rejection code of each index with outcome 2.
     codes: HashMap<u32, String>,
+    /// Indexes applied after a rejected copy.
+    reapplied: u64,
     latencies_ms: Vec<u64>,
     last_commit_us: u64,
 }
@@ -639,6 +650,7 @@ async fn offer(
         sent_us: vec![0; total],
         outcome: vec![0; total],
         codes: HashMap::new(),
+        reapplied: 0,
         latencies_ms: Vec::with_capacity(total),
         last_commit_us: 0,
     }));
@@ -755,6 +767,7 @@ async fn offer(
             *m.entry(c.clone()).or_insert(0) += 1;
             m
         }),
+        applied_after_rejection: t.reapplied,
         missing: count(0),
         finalized_tps: committed as f64 / window,
         latency_samples: lat.len() as u64,
@@ -787,8 +800,11 @@ async fn read_commits(
             // nonce that only fit later) did change the state: its receipt says applied.
             match (t.outcome[i], ev.applied) {
                 (1, _) | (2, false) => {} // a duplicate copy
-                (_, true) => {
+                (was, true) => {
                     t.outcome[i] = 1;
+                    if was == 2 {
+                        t.reapplied += 1;
+                    }
                     t.codes.remove(&(i as u32));
                     let sent = t.sent_us[i];
                     t.latencies_ms.push(now_us.saturating_sub(sent) / 1_000);

@@ -300,6 +300,7 @@ async fn offer(
         committed,
         rejected_in_execution: 0,
         rejected_codes: Default::default(),
+        applied_after_rejection: 0,
         missing: total.saturating_sub(committed + t.refused),
         finalized_tps: committed as f64 / window,
         latency_samples: t.latencies_ms.len() as u64,
