@@ -20,6 +20,29 @@ pub fn no_transparent_huge_pages() {
     }
 }
 
+/// Exit status of a validator stopped by a panic (EX_SOFTWARE, as for a failed execution).
+pub const PANIC_EXIT_CODE: i32 = 70;
+
+/// Makes a panic on any thread stop the whole process (crash-stop, exit status
+/// [`PANIC_EXIT_CODE`]) once it is reported. Without it a panic ends only its own thread: a
+/// validator whose batch checker or store thread died would run on without acknowledging
+/// peers' batches, and one whose execution thread died would keep ordering blocks it never
+/// executes. A restart resumes from the last durable state, which every part of the node
+/// already supports.
+pub fn crash_stop_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            %info,
+            "a thread panicked: stopping the process"
+        );
+        std::process::exit(PANIC_EXIT_CODE);
+    }));
+}
+
 /// The `netchaind` binary next to the running executable (or `NETCHAIND` if set).
 pub fn netchaind_path() -> PathBuf {
     if let Some(p) = std::env::var_os("NETCHAIND") {
@@ -91,4 +114,36 @@ pub async fn wait_ready(clients: &[Client], timeout: Duration) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Child half of `a_panic_on_any_thread_stops_the_process`: a named thread panics while
+    /// the main thread waits (and then ends the child normally, which the parent refuses).
+    #[test]
+    fn panic_child() {
+        if std::env::var_os("NETCHAIN_PANIC_CHILD").is_none() {
+            return;
+        }
+        crash_stop_on_panic();
+        let _worker = std::thread::Builder::new()
+            .name("batch-check".into())
+            .spawn(|| panic!("deliberate"))
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_panic_on_any_thread_stops_the_process() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "procs::tests::panic_child", "--nocapture"])
+            .env("NETCHAIN_PANIC_CHILD", "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(PANIC_EXIT_CODE), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("deliberate"), "{stderr}");
+    }
 }

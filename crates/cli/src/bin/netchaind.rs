@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     netchain_cli::procs::no_transparent_huge_pages();
     init_logs(args.log_json);
+    netchain_cli::procs::crash_stop_on_panic();
     let cfg = NodeConfig::load(&args.config)?;
     let api_override = cfg.api_listen.clone();
     let anchoring = cfg.anchoring.clone();
