@@ -352,7 +352,7 @@ impl Core {
             ConsensusMessage::SyncRequest { .. }
             | ConsensusMessage::CatchUpRequest { .. }
             | ConsensusMessage::Transactions { .. }
-            | ConsensusMessage::Batch(_)
+            | ConsensusMessage::Batch { .. }
             | ConsensusMessage::BatchAck { .. }
             | ConsensusMessage::Proof(_)
             | ConsensusMessage::BatchRequest { .. }

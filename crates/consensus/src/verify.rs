@@ -68,7 +68,8 @@ pub fn verify_checkpoint_cert(
 }
 
 /// Verifies proofs of availability: each has a quorum of distinct committee signers (strictly
-/// ascending) over its batch's acknowledgement message. All signatures are checked in one batch.
+/// ascending), at least `f + 1` of them over its batch's checked acknowledgement message and the
+/// others (listed as stored-only) over its stored one. All signatures are checked in one batch.
 pub fn verify_proofs(
     chain_id: &str,
     committee: &Committee,
@@ -97,7 +98,34 @@ pub fn verify_proofs(
                 ),
             ));
         }
-        let msg = proof.info.ack_message(chain_id);
+        // At least f + 1 checked acknowledgements: one of them is an honest validator's.
+        let checked = proof.signers.len().saturating_sub(proof.stored_only.len());
+        if checked < committee.max_faulty() + 1 {
+            return Err(bad(
+                proof,
+                format!(
+                    "{checked} checked acknowledgements, {} needed",
+                    committee.max_faulty() + 1
+                ),
+            ));
+        }
+        if proof.stored_only.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad(
+                proof,
+                "stored-only signers not strictly ascending".into(),
+            ));
+        }
+        if let Some(v) = proof
+            .stored_only
+            .iter()
+            .find(|v| !proof.signers.iter().any(|(s, _)| s == *v))
+        {
+            return Err(bad(proof, format!("stored-only signer {v} did not sign")));
+        }
+        let (ack, store) = (
+            proof.info.ack_message(chain_id),
+            proof.info.store_message(chain_id),
+        );
         let mut last = None;
         for (index, sig) in &proof.signers {
             if last.is_some_and(|l| *index <= l) {
@@ -107,6 +135,7 @@ pub fn verify_proofs(
             let key = committee
                 .key(*index)
                 .ok_or_else(|| bad(proof, format!("signer {index} not in committee")))?;
+            let msg = if proof.checked_by(*index) { ack } else { store };
             items.push((*key, msg, *sig));
         }
     }

@@ -12,7 +12,9 @@
 
 mod quorum_store;
 
-pub use quorum_store::{BatchError, Expired, QuorumStore, QuorumStoreConfig, QuorumStoreStats};
+pub use quorum_store::{
+    BatchError, Expired, QuorumStore, QuorumStoreConfig, QuorumStoreStats, Resend,
+};
 
 use netchain_consensus::PayloadSource;
 use netchain_types::{codec, Block, PublicKey, SignedTransaction, TxId};

@@ -2,11 +2,20 @@
 //!
 //! Design note (after Narwhal's workers and Aptos' Quorum Store): each validator puts the client
 //! transactions it admitted into batches and broadcasts them. A peer checks a batch (author,
-//! chain, bounds, expiry, its quota for that author), the driver verifies every signature in it
-//! off the consensus thread, and the peer then stores the batch and sends the author a signed
-//! acknowledgement. `n - f` acknowledgements form a [`ProofOfAvailability`], which the author
-//! broadcasts; leaders propose proofs, not transactions, so a block is a few kilobytes whatever
-//! the load. Execution takes each committed batch from this store or fetches it from a signer.
+//! chain, bounds, expiry, its quota for that author); if the author asked it to check the batch,
+//! the driver verifies every signature in it off the consensus thread; the peer then stores the
+//! batch and sends the author a signed acknowledgement, checked or stored (see
+//! `netchain_types::batch`). `n - f` acknowledgements, at least `f + 1` of them checked (the
+//! author's own counts), form a [`ProofOfAvailability`], which the author broadcasts; leaders
+//! propose proofs, not transactions, so a block is a few kilobytes whatever the load. Execution
+//! takes each committed batch from this store or fetches it from a signer.
+//!
+//! Checkers: the author asks `f` peers to check each batch, in turn (a turn per second),
+//! passing over a peer that left a check it was asked for unanswered
+//! ([`QuorumStore::checkers`]); a batch still short of checked acknowledgements when it is sent
+//! again asks every peer it sends it to. An author's proofs go out in the order its batches were
+//! made (a proof waits for the older ones'), so a sender's transactions that two batches carry
+//! are proposed, and execute, in nonce order.
 //!
 //! Bounds: every author has a quota of stored batches and bytes at each peer (a full quota means
 //! no acknowledgement, so a flooding author cannot form proofs); an author keeps at most
@@ -87,7 +96,35 @@ struct Stored {
     info: BatchInfo,
     /// Named by a committed block: kept until executed.
     committed: bool,
+    /// This validator verified every signature in it (its own batches, and peers' batches it
+    /// checked). Not kept across a restart: a batch restored from disk counts as unchecked.
+    checked: bool,
 }
+
+/// One of this validator's batches collecting acknowledgements.
+struct Own {
+    info: BatchInfo,
+    /// Signers, their signatures, and whether each is a checked acknowledgement.
+    acks: BTreeMap<ValidatorIndex, (Signature, bool)>,
+    /// When the batch was last sent.
+    sent_ms: u64,
+    /// The peers asked to check it, and when.
+    checkers: Vec<ValidatorIndex>,
+    asked_ms: u64,
+}
+
+impl Own {
+    fn checked(&self) -> usize {
+        self.acks.values().filter(|(_, checked)| *checked).count()
+    }
+}
+
+/// A peer asked to check a batch that has not answered with a checked acknowledgement after
+/// this long is passed over as a checker for [`SUSPECT_MS`].
+const CHECK_LATE_MS: u64 = 500;
+const SUSPECT_MS: u64 = 5_000;
+/// How long the same peers are asked to check an author's batches.
+const CHECKER_WINDOW_MS: u64 = 1_000;
 
 /// Counts of what the store holds (for metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -108,8 +145,24 @@ pub struct QuorumStoreStats {
     pub expired_own: u64,
     /// Batches taken from fetches (since start).
     pub fetched: u64,
+    /// Checked acknowledgements this validator signed for peers' batches (since start).
+    pub acked_checked: u64,
+    /// Stored (unchecked) acknowledgements this validator signed for peers' batches (since
+    /// start).
+    pub acked_stored: u64,
     /// Committed blocks this validator has not executed yet.
     pub execution_backlog: u64,
+}
+
+/// One of [`QuorumStore::resend_due`]'s batches to send again.
+#[derive(Debug)]
+pub struct Resend {
+    /// The batch.
+    pub batch: Arc<Batch>,
+    /// To whom.
+    pub to: Vec<ValidatorIndex>,
+    /// Whom to ask to check it.
+    pub checkers: Vec<ValidatorIndex>,
 }
 
 /// What [`QuorumStore::expire`] let go.
@@ -120,6 +173,8 @@ pub struct Expired {
     pub own: Vec<Arc<Batch>>,
     /// Batches dropped from the store (a driver that persisted them deletes them).
     pub dropped: Vec<BatchInfo>,
+    /// Own proofs no longer held back now that the older batches expired (to broadcast).
+    pub released: Vec<ProofOfAvailability>,
 }
 
 const COMMITTED_REMEMBERED: usize = 100_000;
@@ -140,7 +195,18 @@ pub struct QuorumStore {
     usage: Vec<(usize, usize)>,
     bytes: usize,
     /// Own batches collecting acknowledgements.
-    own: HashMap<Digest, (BatchInfo, BTreeMap<ValidatorIndex, Signature>, u64)>,
+    own: HashMap<Digest, Own>,
+    /// Own batches' proofs held back, by sequence number, until every older own batch has its
+    /// proof or expired: proofs go out in the order the batches were made, so a sender's
+    /// transactions in two of them are ordered (and execute) in nonce order.
+    held: BTreeMap<u64, ProofOfAvailability>,
+    /// Until when each validator is passed over as a checker (it left a check unanswered).
+    suspect_until_ms: Vec<u64>,
+    /// When each validator last sent a checked acknowledgement (local time of the last
+    /// [`QuorumStore::checkers`] call before it).
+    last_checked_ms: Vec<u64>,
+    /// The time of the last [`QuorumStore::checkers`] call.
+    clock_ms: u64,
     /// Proofs to propose, in (seq, author) order: seqs are creation times, so this is roughly
     /// first-made first-proposed, and each author's batches stay in their order.
     proofs: BTreeMap<(u64, ValidatorIndex, Digest), ProofOfAvailability>,
@@ -178,6 +244,10 @@ impl QuorumStore {
             usage: vec![(0, 0); n],
             bytes: 0,
             own: HashMap::new(),
+            held: BTreeMap::new(),
+            suspect_until_ms: vec![0; n],
+            last_checked_ms: vec![0; n],
+            clock_ms: 0,
             proofs: BTreeMap::new(),
             proof_keys: HashMap::new(),
             proofs_per_author: vec![0; n],
@@ -200,18 +270,20 @@ impl QuorumStore {
     /// batches wait for acknowledgements and its quota has room).
     pub fn can_batch(&self) -> bool {
         let (count, bytes) = self.usage[self.me as usize];
-        self.own.len() < self.cfg.own_unproven_max
+        self.own.len() + self.held.len() < self.cfg.own_unproven_max
             && count < self.cfg.author_batches_max
             && bytes + self.cfg.batch_max_bytes <= self.cfg.author_bytes_max
     }
 
     /// Makes a batch of `txs` (already checked by this validator), stores it and acknowledges
-    /// it. Returns the batch to broadcast, and its proof when this validator alone is a quorum.
+    /// it. Returns the batch to broadcast, the peers to ask to check it (see
+    /// [`QuorumStore::checkers`]), and its proof when this validator alone is a quorum (see
+    /// [`QuorumStore::on_ack`]).
     pub fn make_batch(
         &mut self,
         now_ms: u64,
         txs: Vec<SignedTransaction>,
-    ) -> (Batch, Option<ProofOfAvailability>) {
+    ) -> (Batch, Vec<ValidatorIndex>, Vec<ProofOfAvailability>) {
         // Sequence numbers are creation times in µs (made strictly increasing), so they keep
         // increasing across restarts and order batches of different authors roughly by age.
         let seq = (self.last_seq + 1).max(now_ms.saturating_mul(1_000));
@@ -225,14 +297,68 @@ impl QuorumStore {
         };
         let info = batch.info();
         self.counts.made += 1;
-        self.store(Arc::new(batch.clone()), info, false);
+        self.store(Arc::new(batch.clone()), info, false, true);
         let signature = self.keypair.sign(&info.ack_message(&self.chain_id));
+        let checkers = self.checkers(now_ms);
         self.own.insert(
             info.digest,
-            (info, BTreeMap::from([(self.me, signature)]), now_ms),
+            Own {
+                info,
+                acks: BTreeMap::from([(self.me, (signature, true))]),
+                sent_ms: now_ms,
+                checkers: checkers.clone(),
+                asked_ms: now_ms,
+            },
         );
-        let proof = self.try_certify(&info.digest);
-        (batch, proof)
+        let proofs = self.try_certify(&info.digest);
+        (batch, checkers, proofs)
+    }
+
+    /// The `f` peers to ask to check a new batch: in turn, a turn per `CHECKER_WINDOW_MS`, so
+    /// the checks spread evenly, and passing over a peer that has left a check it was asked for
+    /// unanswered for `CHECK_LATE_MS` (for the next `SUSPECT_MS`), unless too few others remain.
+    pub fn checkers(&mut self, now_ms: u64) -> Vec<ValidatorIndex> {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        let need = self.committee.max_faulty();
+        if need == 0 {
+            return Vec::new();
+        }
+        for own in self.own.values() {
+            if now_ms < own.asked_ms.saturating_add(CHECK_LATE_MS) {
+                continue;
+            }
+            for v in &own.checkers {
+                // Late, and no checked acknowledgement of anything from it since.
+                if !own.acks.get(v).is_some_and(|(_, checked)| *checked)
+                    && self.last_checked_ms[*v as usize] < own.asked_ms
+                {
+                    self.suspect_until_ms[*v as usize] = now_ms + SUSPECT_MS;
+                }
+            }
+        }
+        let peers: Vec<ValidatorIndex> = (0..self.committee.size() as ValidatorIndex)
+            .filter(|v| *v != self.me)
+            .collect();
+        let trusted: Vec<ValidatorIndex> = peers
+            .iter()
+            .copied()
+            .filter(|v| self.suspect_until_ms[*v as usize] <= now_ms)
+            .collect();
+        let pool = if trusted.len() >= need {
+            trusted
+        } else {
+            peers
+        };
+        // One turn per window: consecutive batches go to the same checkers, which check them in
+        // order, so their proofs form in order too. Offset by this validator's index, so in
+        // each window the authors' checks fall on different peers.
+        let turn = (now_ms / CHECKER_WINDOW_MS) as usize + self.me as usize * need;
+        let start = turn % pool.len().max(1);
+        let mut chosen: Vec<ValidatorIndex> = (0..need.min(pool.len()))
+            .map(|i| pool[(start + i) % pool.len()])
+            .collect();
+        chosen.sort_unstable();
+        chosen
     }
 
     /// The checks of a peer's batch that come before its signatures are verified: author,
@@ -303,15 +429,18 @@ impl QuorumStore {
         Ok(())
     }
 
-    /// Stores a peer's batch whose every signature the caller verified, after
-    /// [`QuorumStore::check_batch`], and returns the acknowledgement to send its author.
+    /// Stores a peer's batch after [`QuorumStore::check_batch`], and returns the
+    /// acknowledgement to send its author: a checked one when `checked` (the caller verified
+    /// every signature in it), else a stored one. A batch stored unchecked before is marked
+    /// checked when it now is.
     pub fn accept_batch(
         &mut self,
         now_ms: u64,
         batch: Batch,
+        checked: bool,
     ) -> Result<ConsensusMessage, BatchError> {
         let info = batch.info();
-        self.accept_batch_with(now_ms, batch, info)
+        self.accept_batch_with(now_ms, batch, info, checked)
     }
 
     /// [`QuorumStore::accept_batch`] given `info`, which must be `batch.info()` (see
@@ -321,80 +450,128 @@ impl QuorumStore {
         now_ms: u64,
         batch: Batch,
         info: BatchInfo,
+        checked: bool,
     ) -> Result<ConsensusMessage, BatchError> {
         debug_assert_eq!(info, batch.info(), "info must be the batch's own");
-        self.check_batch_with(now_ms, batch.author, &batch, &info)?;
         if self.committed.contains(&info.digest) {
             return Err(BatchError::Refused("already committed".into()));
         }
-        self.store(Arc::new(batch), info, false);
-        let signature = self.keypair.sign(&info.ack_message(&self.chain_id));
-        Ok(ConsensusMessage::BatchAck {
-            info,
-            author: self.me,
-            signature,
-        })
+        let author = batch.author;
+        match self.stored.get_mut(&info.digest) {
+            // Stored before (unchecked, or checked meanwhile): its quota is taken already.
+            Some(s) if s.info.author == author && author != self.me => {
+                s.checked |= checked;
+            }
+            Some(_) => return Err(BatchError::Refused("author is not the sender".into())),
+            None => {
+                self.check_batch_with(now_ms, author, &batch, &info)?;
+                self.store(Arc::new(batch), info, false, checked);
+            }
+        }
+        self.ack_again_digest(&info.digest, author, false)
+            .ok_or_else(|| BatchError::Refused("not stored".into()))
     }
 
-    /// Own batches still short of a quorum that were last sent at least `after_ms` ago, with the
-    /// validators that have not acknowledged them: the driver sends them again (a batch or an
-    /// acknowledgement may have been lost, or a busy peer dropped it unchecked).
-    pub fn resend_due(
-        &mut self,
-        now_ms: u64,
-        after_ms: u64,
-    ) -> Vec<(Arc<Batch>, Vec<ValidatorIndex>)> {
+    /// Own batches still short of a proof that were last sent at least `after_ms` ago: the
+    /// driver sends each again to the validators listed, asking those in the second list to
+    /// check it (a batch or an acknowledgement may have been lost, a busy peer dropped it, or a
+    /// checker did not answer). The validators listed are those that have not acknowledged it,
+    /// and, while it is short of checked acknowledgements, those whose acknowledgement is a
+    /// stored one; all of them are asked to check it then.
+    pub fn resend_due(&mut self, now_ms: u64, after_ms: u64) -> Vec<Resend> {
+        let need_checked = self.committee.max_faulty() + 1;
+        let n = self.committee.size() as ValidatorIndex;
         let mut out = Vec::new();
-        for (digest, (_, sigs, sent)) in self.own.iter_mut() {
-            if now_ms < sent.saturating_add(after_ms) {
+        for (digest, own) in self.own.iter_mut() {
+            if now_ms < own.sent_ms.saturating_add(after_ms) {
                 continue;
             }
-            *sent = now_ms;
+            own.sent_ms = now_ms;
             let Some(stored) = self.stored.get(digest) else {
                 continue;
             };
-            let missing = (0..self.committee.size() as ValidatorIndex)
-                .filter(|v| !sigs.contains_key(v))
+            let short = own.checked() < need_checked;
+            let to: Vec<ValidatorIndex> = (0..n)
+                .filter(|v| match own.acks.get(v) {
+                    None => true,
+                    Some((_, checked)) => short && !checked,
+                })
                 .collect();
-            out.push((stored.batch.clone(), missing));
+            let checkers = if short {
+                to.iter().copied().filter(|v| *v != self.me).collect()
+            } else {
+                Vec::new()
+            };
+            if short {
+                own.checkers = checkers.clone();
+                own.asked_ms = now_ms;
+            }
+            out.push(Resend {
+                batch: stored.batch.clone(),
+                to,
+                checkers,
+            });
         }
-        out.sort_by_key(|(b, _)| b.seq);
+        out.sort_by_key(|r| r.batch.seq);
         out
     }
 
     /// A peer's batch this validator already stores (sent again): acknowledged again without
-    /// another signature check. `None` when it is not stored.
-    pub fn ack_again(&self, batch: &Batch) -> Option<ConsensusMessage> {
-        self.ack_again_digest(&batch.digest(), batch.author)
+    /// another signature check, checked if this validator checked it, else stored. `None` when
+    /// it is not stored, or when `want_checked` and it was stored unchecked (the caller then
+    /// checks it and passes it to [`QuorumStore::accept_batch`]).
+    pub fn ack_again(&mut self, batch: &Batch, want_checked: bool) -> Option<ConsensusMessage> {
+        self.ack_again_digest(&batch.digest(), batch.author, want_checked)
     }
 
     /// [`QuorumStore::ack_again`] by digest (computed once by the caller).
     pub fn ack_again_digest(
-        &self,
+        &mut self,
         digest: &Digest,
         batch_author: ValidatorIndex,
+        want_checked: bool,
     ) -> Option<ConsensusMessage> {
-        let info = self.stored.get(digest)?.info;
-        (info.author == batch_author && info.author != self.me).then(|| {
-            ConsensusMessage::BatchAck {
-                info,
-                author: self.me,
-                signature: self.keypair.sign(&info.ack_message(&self.chain_id)),
-            }
+        let stored = self.stored.get(digest)?;
+        let (info, checked) = (stored.info, stored.checked);
+        if info.author != batch_author || info.author == self.me || (want_checked && !checked) {
+            return None;
+        }
+        if checked {
+            self.counts.acked_checked += 1;
+        } else {
+            self.counts.acked_stored += 1;
+        }
+        Some(ConsensusMessage::BatchAck {
+            info,
+            author: self.me,
+            checked,
+            signature: self
+                .keypair
+                .sign(&info.acknowledgement_message(&self.chain_id, checked)),
         })
     }
 
-    /// An acknowledgement of one of this validator's batches; the proof once a quorum signed.
+    /// Whether a batch is stored here, and whether this validator checked it.
+    pub fn stored_checked(&self, digest: &Digest) -> Option<bool> {
+        self.stored.get(digest).map(|s| s.checked)
+    }
+
+    /// An acknowledgement of one of this validator's batches. A batch has its proof once a
+    /// quorum signed, `f + 1` of them checked; proofs are released (returned, to broadcast, and
+    /// queued for proposals) in the order the batches were made: a proof waits for the older
+    /// batches' proofs (or their expiry). A checked acknowledgement replaces a stored one of the
+    /// same signer, never the reverse.
     pub fn on_ack(
         &mut self,
         info: BatchInfo,
         signer: ValidatorIndex,
+        checked: bool,
         signature: Signature,
-    ) -> Result<Option<ProofOfAvailability>, BatchError> {
-        let Some((own_info, _, _)) = self.own.get(&info.digest) else {
-            return Ok(None); // already certified, expired, or not ours
+    ) -> Result<Vec<ProofOfAvailability>, BatchError> {
+        let Some(own) = self.own.get(&info.digest) else {
+            return Ok(Vec::new()); // already certified, expired, or not ours
         };
-        if *own_info != info {
+        if own.info != info {
             return Err(BatchError::Refused(
                 "acknowledgement of a different summary".into(),
             ));
@@ -403,31 +580,76 @@ impl QuorumStore {
             .committee
             .key(signer)
             .ok_or(ConsensusError::UnknownValidator(signer))?;
-        verify(key, &info.ack_message(&self.chain_id), &signature).map_err(|_| {
-            ConsensusError::BadSignature {
-                what: "batch acknowledgement",
-                author: signer,
-            }
+        if own
+            .acks
+            .get(&signer)
+            .is_some_and(|(_, had)| *had && !checked)
+        {
+            return Ok(Vec::new()); // a stored acknowledgement after a checked one adds nothing
+        }
+        verify(
+            key,
+            &info.acknowledgement_message(&self.chain_id, checked),
+            &signature,
+        )
+        .map_err(|_| ConsensusError::BadSignature {
+            what: "batch acknowledgement",
+            author: signer,
         })?;
-        if let Some((_, sigs, _)) = self.own.get_mut(&info.digest) {
-            sigs.insert(signer, signature);
+        if checked {
+            self.suspect_until_ms[signer as usize] = 0;
+            self.last_checked_ms[signer as usize] = self.clock_ms;
+        }
+        if let Some(own) = self.own.get_mut(&info.digest) {
+            own.acks.insert(signer, (signature, checked));
         }
         Ok(self.try_certify(&info.digest))
     }
 
-    fn try_certify(&mut self, digest: &Digest) -> Option<ProofOfAvailability> {
-        let (_, sigs, _) = self.own.get(digest)?;
-        if sigs.len() < self.committee.quorum() {
-            return None;
-        }
-        let (info, sigs, _) = self.own.remove(digest)?;
-        self.counts.certified += 1;
-        let proof = ProofOfAvailability {
-            info,
-            signers: sigs.into_iter().collect(),
+    fn try_certify(&mut self, digest: &Digest) -> Vec<ProofOfAvailability> {
+        let Some(own) = self.own.get(digest) else {
+            return Vec::new();
         };
-        self.queue_proof(proof.clone());
-        Some(proof)
+        if own.acks.len() < self.committee.quorum()
+            || own.checked() < self.committee.max_faulty() + 1
+        {
+            return Vec::new();
+        }
+        let Some(own) = self.own.remove(digest) else {
+            return Vec::new();
+        };
+        self.counts.certified += 1;
+        let stored_only = own
+            .acks
+            .iter()
+            .filter(|(_, (_, checked))| !checked)
+            .map(|(v, _)| *v)
+            .collect();
+        let proof = ProofOfAvailability {
+            info: own.info,
+            signers: own.acks.into_iter().map(|(v, (sig, _))| (v, sig)).collect(),
+            stored_only,
+        };
+        self.held.insert(proof.info.seq, proof);
+        self.release()
+    }
+
+    /// Held proofs older than every own batch still short of a proof: queued and returned.
+    fn release(&mut self) -> Vec<ProofOfAvailability> {
+        let oldest_unproven = self
+            .own
+            .values()
+            .map(|own| own.info.seq)
+            .min()
+            .unwrap_or(u64::MAX);
+        let waiting = self.held.split_off(&oldest_unproven);
+        let released: Vec<ProofOfAvailability> = std::mem::replace(&mut self.held, waiting)
+            .into_values()
+            .collect();
+        for proof in &released {
+            self.queue_proof(proof.clone());
+        }
+        released
     }
 
     /// A peer's proof: verified and queued for proposals. `Ok(false)` when already known,
@@ -477,7 +699,7 @@ impl QuorumStore {
         }
     }
 
-    fn store(&mut self, batch: Arc<Batch>, info: BatchInfo, committed: bool) {
+    fn store(&mut self, batch: Arc<Batch>, info: BatchInfo, committed: bool, checked: bool) {
         if self.stored.contains_key(&info.digest) {
             return;
         }
@@ -493,6 +715,7 @@ impl QuorumStore {
                 batch,
                 info,
                 committed,
+                checked,
             },
         );
     }
@@ -534,7 +757,7 @@ impl QuorumStore {
             return false;
         }
         self.counts.fetched += 1;
-        self.store(Arc::new(batch), info, true);
+        self.store(Arc::new(batch), info, true, false);
         true
     }
 
@@ -572,7 +795,9 @@ impl QuorumStore {
             } else {
                 0
             });
-            self.store(Arc::new(batch), info, false);
+            // Unchecked: whether this validator checked it before is not kept.
+            let own = batch.author == self.me;
+            self.store(Arc::new(batch), info, false, own);
         }
         refused
     }
@@ -599,13 +824,26 @@ impl QuorumStore {
         let own_expired: Vec<Digest> = self
             .own
             .values()
-            .filter(|(info, _, _)| info.expires_ms < now_ms)
-            .map(|(info, _, _)| info.digest)
+            .filter(|own| own.info.expires_ms < now_ms)
+            .map(|own| own.info.digest)
             .collect();
         for d in own_expired {
             self.own.remove(&d);
             returned.own.extend(self.batch(&d));
         }
+        // Held proofs of expired batches go with them; the rest may go out now.
+        let held_expired: Vec<u64> = self
+            .held
+            .values()
+            .filter(|p| p.info.expires_ms < now_ms)
+            .map(|p| p.info.seq)
+            .collect();
+        for seq in held_expired {
+            if let Some(p) = self.held.remove(&seq) {
+                returned.own.extend(self.batch(&p.info.digest));
+            }
+        }
+        returned.released = self.release();
         self.counts.expired_own += returned.own.len() as u64;
         let committed_ms = self.committed_ms;
         let dropped: Vec<Digest> = self
@@ -628,7 +866,7 @@ impl QuorumStore {
             batches: self.stored.len(),
             bytes: self.bytes,
             proofs: self.proofs.len(),
-            own_unproven: self.own.len(),
+            own_unproven: self.own.len() + self.held.len(),
             execution_backlog: self.committed_height.saturating_sub(self.executed_height),
             ..self.counts
         }

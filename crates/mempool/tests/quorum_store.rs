@@ -55,25 +55,30 @@ fn disseminate(
     ackers: &[usize],
     now: u64,
 ) -> (Batch, Option<ProofOfAvailability>) {
-    let (batch, mut proof) = qs[author].make_batch(now, txs);
+    let (batch, _, made) = qs[author].make_batch(now, txs);
+    let digest = batch.digest();
+    let mut proof = made.into_iter().find(|p| p.info.digest == digest);
     for &i in ackers {
         qs[i]
             .check_batch(now, author as u16, &batch)
             .expect("batch passes the checks");
         let ack = qs[i]
-            .accept_batch(now, batch.clone())
+            .accept_batch(now, batch.clone(), true)
             .expect("acknowledged");
         let ConsensusMessage::BatchAck {
             info,
             author: signer,
+            checked,
             signature,
         } = ack
         else {
             panic!("not an acknowledgement: {ack:?}");
         };
-        if let Some(p) = qs[author].on_ack(info, signer, signature).unwrap() {
-            assert!(proof.is_none(), "a second proof for one batch");
-            proof = Some(p);
+        for p in qs[author].on_ack(info, signer, checked, signature).unwrap() {
+            if p.info.digest == digest {
+                assert!(proof.is_none(), "a second proof for one batch");
+                proof = Some(p);
+            }
         }
     }
     (batch, proof)
@@ -89,10 +94,11 @@ fn a_quorum_of_acknowledgements_makes_a_proof_that_verifies_and_is_proposed_once
     assert!(proof.is_none());
     // A third signer completes it.
     let (_, proof) = {
-        let ack = qs[2].accept_batch(NOW, batch.clone()).unwrap();
+        let ack = qs[2].accept_batch(NOW, batch.clone(), true).unwrap();
         let ConsensusMessage::BatchAck {
             info,
             author,
+            checked,
             signature,
         } = ack
         else {
@@ -100,7 +106,10 @@ fn a_quorum_of_acknowledgements_makes_a_proof_that_verifies_and_is_proposed_once
         };
         (
             batch.clone(),
-            qs[0].on_ack(info, author, signature).unwrap(),
+            qs[0]
+                .on_ack(info, author, checked, signature)
+                .unwrap()
+                .pop(),
         )
     };
     let proof = proof.expect("quorum reached");
@@ -133,12 +142,12 @@ fn a_quorum_of_acknowledgements_makes_a_proof_that_verifies_and_is_proposed_once
 fn forged_or_altered_acknowledgements_and_proofs_are_refused() {
     let f = Fixture::new();
     let mut qs = stores(&f, &QuorumStoreConfig::default());
-    let (batch, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0)]);
+    let (batch, _, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0)]);
     let info = batch.info();
     // Signed by validator 2's key but claiming validator 1.
     let forged = f.keys[2].sign(&info.ack_message(CHAIN));
     assert!(matches!(
-        qs[0].on_ack(info, 1, forged),
+        qs[0].on_ack(info, 1, true, forged),
         Err(BatchError::Invalid(ConsensusError::BadSignature { .. }))
     ));
     // A different summary of the same digest (another tx count).
@@ -146,12 +155,12 @@ fn forged_or_altered_acknowledgements_and_proofs_are_refused() {
     altered.tx_count += 1;
     let sig = f.keys[1].sign(&altered.ack_message(CHAIN));
     assert!(matches!(
-        qs[0].on_ack(altered, 1, sig),
+        qs[0].on_ack(altered, 1, true, sig),
         Err(BatchError::Refused(_))
     ));
     // An acknowledgement signed for another chain.
     let sig = f.keys[1].sign(&info.ack_message("other-chain"));
-    assert!(qs[0].on_ack(info, 1, sig).is_err());
+    assert!(qs[0].on_ack(info, 1, true, sig).is_err());
     // Still no proof after all that.
     assert_eq!(qs[0].stats().own_unproven, 1);
 
@@ -184,7 +193,7 @@ fn peers_check_author_chain_bounds_and_expiry_before_acknowledging() {
         ..QuorumStoreConfig::default()
     };
     let mut qs = stores(&f, &cfg);
-    let (batch, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0)]);
+    let (batch, _, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0)]);
     // Relayed by someone other than its author.
     assert!(qs[1].check_batch(NOW, 2, &batch).is_err());
     // Another chain's.
@@ -237,12 +246,12 @@ fn an_authors_quota_bounds_what_peers_store_until_commit() {
     let (_, p1) = disseminate(&mut qs, 0, vec![signed_tx(1, 0)], &[1, 2], NOW);
     let (_, _p2) = disseminate(&mut qs, 0, vec![signed_tx(1, 1)], &[1, 2], NOW + 1);
     assert!(!qs[0].can_batch(), "the author's own quota is full");
-    let (b3, _) = qs[0].make_batch(NOW + 2, vec![signed_tx(1, 2)]);
+    let (b3, _, _) = qs[0].make_batch(NOW + 2, vec![signed_tx(1, 2)]);
     assert_eq!(
         qs[1].check_batch(NOW + 2, 0, &b3),
         Err(BatchError::Full("author quota"))
     );
-    assert!(qs[1].accept_batch(NOW + 2, b3.clone()).is_err());
+    assert!(qs[1].accept_batch(NOW + 2, b3.clone(), true).is_err());
     // Committing the first batch frees one place.
     let mut block = f.child(1, &f.genesis, &f.genesis_qc);
     block.batches = vec![p1.unwrap()];
@@ -331,7 +340,7 @@ fn expired_batches_are_not_proposed_and_come_back_to_their_author() {
 fn only_wanted_batches_with_the_right_digest_are_taken_from_fetches() {
     let f = Fixture::new();
     let mut qs = stores(&f, &QuorumStoreConfig::default());
-    let (batch, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0), signed_tx(2, 0)]);
+    let (batch, _, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0), signed_tx(2, 0)]);
     assert!(!qs[3].on_fetched(batch.clone()), "not asked for");
     qs[3].want(batch.digest());
     let mut altered = batch.clone();
@@ -520,4 +529,277 @@ fn acknowledged_batches_come_back_after_a_restart_unless_expired_before_the_tip(
     assert!(refused.iter().any(|i| i.digest == old.digest()));
     assert!(restarted.batch(&old.digest()).is_none());
     assert_eq!(restarted.batch(&new.digest()).unwrap().txs, new.txs);
+    // Whether it checked the batch before is not kept: it counts as stored, so asked to check
+    // it, validator 1 checks it again instead of acknowledging it checked.
+    assert_eq!(restarted.stored_checked(&new.digest()), Some(false));
+    assert!(restarted.ack_again(&new, true).is_none());
+    let Some(ConsensusMessage::BatchAck { checked, .. }) = restarted.ack_again(&new, false) else {
+        panic!("no acknowledgement");
+    };
+    assert!(!checked);
+}
+
+/// Validator `i` stores `batch` and acknowledges it (checked or not); the author takes it in.
+fn acknowledge(
+    qs: &mut [QuorumStore],
+    i: usize,
+    batch: &Batch,
+    check: bool,
+    now: u64,
+) -> (bool, Option<ProofOfAvailability>) {
+    let author = batch.author as usize;
+    let ack = qs[i].accept_batch(now, batch.clone(), check).unwrap();
+    let ConsensusMessage::BatchAck {
+        info,
+        author: signer,
+        checked,
+        signature,
+    } = ack
+    else {
+        panic!("not an acknowledgement: {ack:?}");
+    };
+    let digest = batch.digest();
+    let proof = qs[author]
+        .on_ack(info, signer, checked, signature)
+        .unwrap()
+        .into_iter()
+        .find(|p| p.info.digest == digest);
+    (checked, proof)
+}
+
+#[test]
+fn a_proof_needs_f_plus_one_checked_acknowledgements_and_says_which_are_stored() {
+    let f = Fixture::new();
+    let mut qs = stores(&f, &QuorumStoreConfig::default());
+    let (batch, checkers, proof) = qs[0].make_batch(NOW, vec![signed_tx(1, 0)]);
+    assert!(proof.is_empty());
+    // f = 1 peer is asked to check.
+    assert_eq!(checkers.len(), 1);
+    let checker = checkers[0] as usize;
+    let others: Vec<usize> = (1..4).filter(|v| *v != checker).collect();
+    // The two others store it unchecked: a quorum of 3 signers, but only the author's ack is
+    // checked (1 < f + 1): no proof.
+    for &o in &others {
+        let (checked, proof) = acknowledge(&mut qs, o, &batch, false, NOW);
+        assert!(!checked);
+        assert!(proof.is_none(), "a proof with one checked acknowledgement");
+    }
+    // A stored acknowledgement cannot be passed off as a checked one.
+    let stored_sig = f.keys[others[0]].sign(&batch.info().store_message(CHAIN));
+    assert!(matches!(
+        qs[0].on_ack(batch.info(), others[0] as u16, true, stored_sig),
+        Err(BatchError::Invalid(ConsensusError::BadSignature { .. }))
+    ));
+    // The checker's checked acknowledgement completes it.
+    let (checked, proof) = acknowledge(&mut qs, checker, &batch, true, NOW);
+    assert!(checked);
+    let proof = proof.expect("f + 1 checked of a quorum");
+    let mut stored_only: Vec<u16> = others.iter().map(|v| *v as u16).collect();
+    stored_only.sort_unstable();
+    assert_eq!(proof.stored_only, stored_only);
+    assert_eq!(proof.signers.len(), 4);
+    assert!(proof.checked_by(0) && proof.checked_by(checker as u16));
+    verify_proofs(CHAIN, &f.committee, std::slice::from_ref(&proof)).unwrap();
+
+    // Tampered proofs: a stored signer claimed as checked, a checked one claimed as stored
+    // (its signature then checks against the wrong message), too few checked left, a
+    // stored-only entry that did not sign, stored-only out of order.
+    let mut claimed_checked = proof.clone();
+    claimed_checked.stored_only.remove(0);
+    let mut claimed_stored = proof.clone();
+    claimed_stored.stored_only.push(0);
+    claimed_stored.stored_only.sort_unstable();
+    let mut one_checked = proof.clone();
+    one_checked.signers.retain(|(v, _)| *v as usize != checker);
+    let mut phantom = proof.clone();
+    phantom.signers.retain(|(v, _)| *v as usize != others[1]);
+    let mut unordered = proof.clone();
+    unordered.stored_only.reverse();
+    for bad in [
+        claimed_checked,
+        claimed_stored,
+        one_checked,
+        phantom,
+        unordered,
+    ] {
+        assert!(
+            verify_proofs(CHAIN, &f.committee, std::slice::from_ref(&bad)).is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn checkers_take_turns_and_a_silent_one_is_passed_over_until_it_checks_again() {
+    let f = Fixture::new();
+    let mut qs = stores(&f, &QuorumStoreConfig::default());
+    // Within a turn (a second), an author asks the same peer, so its batches are checked, and
+    // proven, in order; the next turns ask the other peers in turn.
+    let mut n = 0u8;
+    let mut make = |qs: &mut [QuorumStore], author: usize, at: u64| {
+        n += 1;
+        qs[author].make_batch(at, vec![signed_tx(n, 0)])
+    };
+    let mut turns = Vec::new();
+    for turn in 0..3u64 {
+        let at = NOW + turn * 1_000;
+        // Each checker answers at once.
+        let (batch, first, _) = make(&mut qs, 0, at);
+        assert_eq!(first.len(), 1);
+        acknowledge(&mut qs, first[0] as usize, &batch, true, at);
+        for later in [1, 500, 999] {
+            let (batch, checkers, _) = make(&mut qs, 0, at + later);
+            assert_eq!(checkers, first);
+            acknowledge(&mut qs, first[0] as usize, &batch, true, at + later);
+        }
+        turns.push(first[0]);
+    }
+    turns.sort_unstable();
+    assert_eq!(turns, vec![1, 2, 3]);
+    // In one turn the four authors ask four different peers, none itself.
+    let at = NOW + 10_000;
+    let asked: Vec<u16> = (0..4).map(|a| make(&mut qs, a, at).1[0]).collect();
+    for (author, checker) in asked.iter().enumerate() {
+        assert_ne!(*checker as usize, author);
+    }
+    let mut distinct = asked.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "{asked:?}");
+
+    // A peer that leaves a check unanswered for half a second is passed over, until it
+    // answers a check.
+    let mut qs = stores(&f, &QuorumStoreConfig::default());
+    let t = (NOW..NOW + 3_000)
+        .step_by(1_000)
+        .find(|t| qs[0].checkers(*t) == vec![3])
+        .expect("a turn of peer 3");
+    let (silent, asked, _) = make(&mut qs, 0, t);
+    assert_eq!(asked, vec![3]);
+    assert_eq!(make(&mut qs, 0, t + 499).1, vec![3], "not late yet");
+    let (batch, passed_over, _) = make(&mut qs, 0, t + 500);
+    assert_eq!(passed_over.len(), 1);
+    assert_ne!(passed_over[0], 3);
+    acknowledge(&mut qs, passed_over[0] as usize, &batch, true, t + 500);
+    // Still passed over in its next turn...
+    let t2 = (t + 1_000..t + 4_000)
+        .step_by(1_000)
+        .find(|t| {
+            let mut probe = stores(&f, &QuorumStoreConfig::default());
+            probe[0].checkers(*t) == vec![3]
+        })
+        .expect("the next turn of peer 3");
+    let (batch, instead, _) = make(&mut qs, 0, t2);
+    assert_ne!(instead, vec![3]);
+    acknowledge(&mut qs, instead[0] as usize, &batch, true, t2);
+    // ...until it answers the check it was asked for: then it takes its turns again.
+    acknowledge(&mut qs, 3, &silent, true, t2);
+    assert_eq!(make(&mut qs, 0, t2 + 1).1, vec![3]);
+}
+
+#[test]
+fn a_batch_short_of_checks_is_sent_again_asking_its_stored_signers_to_check_it() {
+    let f = Fixture::new();
+    let mut qs = stores(&f, &QuorumStoreConfig::default());
+    let (batch, checkers, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0)]);
+    let checker = checkers[0] as usize;
+    let others: Vec<usize> = (1..4).filter(|v| *v != checker).collect();
+    for &o in &others {
+        acknowledge(&mut qs, o, &batch, false, NOW);
+    }
+    // Not yet due.
+    assert!(qs[0].resend_due(NOW + 10, 1_000).is_empty());
+    // Due: sent to the silent checker and to both stored signers, all asked to check.
+    let again = qs[0].resend_due(NOW + 1_000, 1_000);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].to, vec![1, 2, 3]);
+    assert_eq!(again[0].checkers, vec![1, 2, 3]);
+    // A stored signer asked to check: no acknowledgement from what it stored unchecked...
+    let o = others[0];
+    assert!(qs[o].ack_again(&batch, true).is_none());
+    assert_eq!(qs[o].stored_checked(&batch.digest()), Some(false));
+    // ...but a stored one when not asked to check.
+    let Some(ConsensusMessage::BatchAck { checked, .. }) = qs[o].ack_again(&batch, false) else {
+        panic!("no acknowledgement");
+    };
+    assert!(!checked);
+    // Once it checked, its checked acknowledgement completes the proof.
+    let (checked, proof) = acknowledge(&mut qs, o, &batch, true, NOW + 1_000);
+    assert!(checked);
+    let proof = proof.expect("proof");
+    assert_eq!(proof.stored_only, vec![others[1] as u16]);
+    verify_proofs(CHAIN, &f.committee, std::slice::from_ref(&proof)).unwrap();
+    assert_eq!(qs[o].stored_checked(&batch.digest()), Some(true));
+    // A stored acknowledgement arriving after a checked one does not take its place.
+    let late_stored = f.keys[o].sign(&batch.info().store_message(CHAIN));
+    assert!(qs[0]
+        .on_ack(batch.info(), o as u16, false, late_stored)
+        .unwrap()
+        .is_empty());
+    // Enough checked but short of signers: sent only to those missing, none asked to check.
+    let (b2, c2, _) = qs[0].make_batch(NOW + 2_000, vec![signed_tx(2, 0)]);
+    acknowledge(&mut qs, c2[0] as usize, &b2, true, NOW + 2_000);
+    let again = qs[0].resend_due(NOW + 3_000, 1_000);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].to.len(), 2);
+    assert!(again[0].checkers.is_empty());
+}
+
+/// Validator `i` acknowledges `batch` checked; the proofs its author releases.
+fn release_after_ack(qs: &mut [QuorumStore], i: usize, batch: &Batch) -> Vec<u64> {
+    let ack = qs[i].accept_batch(NOW, batch.clone(), true).unwrap();
+    let ConsensusMessage::BatchAck {
+        info,
+        author,
+        checked,
+        signature,
+    } = ack
+    else {
+        panic!("not an acknowledgement");
+    };
+    qs[batch.author as usize]
+        .on_ack(info, author, checked, signature)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.info.seq)
+        .collect()
+}
+
+#[test]
+fn an_authors_proofs_go_out_in_the_order_its_batches_were_made() {
+    let f = Fixture::new();
+    let mut qs = stores(&f, &QuorumStoreConfig::default());
+    let (a, _, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0)]);
+    let (b, _, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 1)]);
+    let (c, _, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 2)]);
+    // The newer batches are proven first: their proofs wait for the oldest's.
+    for batch in [&c, &b] {
+        assert!(release_after_ack(&mut qs, 1, batch).is_empty());
+        assert!(release_after_ack(&mut qs, 2, batch).is_empty());
+    }
+    assert!(!qs[0].has_pending(), "a held proof is not proposed");
+    assert_eq!(qs[0].stats().own_unproven, 3);
+    assert!(release_after_ack(&mut qs, 1, &a).is_empty());
+    // The oldest's proof releases all three, oldest first.
+    assert_eq!(release_after_ack(&mut qs, 2, &a), vec![a.seq, b.seq, c.seq]);
+    assert_eq!(qs[0].pull_proofs(1, 10, &[], NOW).len(), 3);
+    assert_eq!(qs[0].stats().own_unproven, 0);
+
+    // An older batch that expires unproven releases the newer proofs held behind it.
+    let (d, _, _) = qs[0].make_batch(NOW + 1, vec![signed_tx(2, 0)]);
+    let (e, _, _) = qs[0].make_batch(NOW + 2_000, vec![signed_tx(2, 1)]);
+    release_after_ack(&mut qs, 1, &e);
+    assert!(release_after_ack(&mut qs, 2, &e).is_empty());
+    let expired = qs[0].expire(d.expires_ms + 1);
+    // (The three proven ones expired unproposed too, and come back with it.)
+    let back: Vec<u64> = expired.own.iter().map(|b| b.seq).collect();
+    assert!(back.contains(&d.seq) && !back.contains(&e.seq), "{back:?}");
+    assert_eq!(
+        expired
+            .released
+            .iter()
+            .map(|p| p.info.seq)
+            .collect::<Vec<_>>(),
+        vec![e.seq]
+    );
 }

@@ -32,7 +32,7 @@ const CHECKS_PER_SYNC_MAX: usize = 16;
 struct BatchTask {
     shared: Arc<Shared>,
     network: Network,
-    tx_check: mpsc::Sender<(Batch, BatchInfo)>,
+    tx_check: mpsc::Sender<ToCheck>,
     next_batch_ms: u64,
     next_expire_ms: u64,
     /// Answers to a peer wait while more than this is queued to it.
@@ -107,8 +107,8 @@ pub(crate) fn spawn(
     tx_consensus: mpsc::Sender<Inbound<ConsensusMessage>>,
     frame_bytes_max: usize,
 ) {
-    let (tx_check, rx_check) = mpsc::channel::<(Batch, BatchInfo)>(BATCH_CHECK_QUEUE);
-    let (tx_checked, mut rx_checked) = mpsc::channel::<(Batch, BatchInfo, bool)>(BATCH_CHECK_QUEUE);
+    let (tx_check, rx_check) = mpsc::channel::<ToCheck>(BATCH_CHECK_QUEUE);
+    let (tx_checked, mut rx_checked) = mpsc::channel::<Checked>(BATCH_CHECK_QUEUE);
     spawn_batch_checker(shared.clone(), rx_check, tx_checked);
     let validators = shared.committee().size();
     let mut task = BatchTask {
@@ -146,9 +146,7 @@ pub(crate) fn spawn(
                     }
                     Err(_) => return,
                 },
-                Some((batch, info, ok)) = rx_checked.recv() => {
-                    task.on_checked_batch(batch, info, ok)
-                }
+                Some(checked) = rx_checked.recv() => task.on_checked_batch(checked),
                 _ = tick.tick() => task.make_batches(),
             }
         }
@@ -163,7 +161,7 @@ impl BatchTask {
     ) -> Option<Inbound<ConsensusMessage>> {
         let from = inbound.from();
         match inbound.msg() {
-            ConsensusMessage::Batch(_)
+            ConsensusMessage::Batch { .. }
             | ConsensusMessage::BatchAck { .. }
             | ConsensusMessage::Proof(_)
             | ConsensusMessage::BatchRequest { .. }
@@ -172,12 +170,13 @@ impl BatchTask {
         }
         let (_, msg) = inbound.into_parts();
         match msg {
-            ConsensusMessage::Batch(batch) => self.on_batch(from, batch),
+            ConsensusMessage::Batch { batch, checkers } => self.on_batch(from, batch, &checkers),
             ConsensusMessage::BatchAck {
                 info,
                 author,
+                checked,
                 signature,
-            } => self.on_batch_ack(from, info, author, signature),
+            } => self.on_batch_ack(from, info, author, checked, signature),
             ConsensusMessage::Proof(proof) => {
                 if let Some(qs) = &self.shared.quorum_store {
                     let result = qs.lock().expect("quorum store").on_proof(now_ms(), proof);
@@ -211,13 +210,15 @@ impl BatchTask {
         };
         let now = now_ms();
         let mut made = Vec::new();
+        let mut released = Vec::new();
         let resend;
         {
             let mut qs = qs.lock().expect("quorum store");
             resend = qs.resend_due(now, RESEND_MS);
             if now >= self.next_expire_ms {
                 self.next_expire_ms = now + 1_000;
-                let expired = qs.expire(now);
+                let mut expired = qs.expire(now);
+                released = std::mem::take(&mut expired.released);
                 if !expired.own.is_empty() {
                     let mut mempool = self.shared.mempool.lock().expect("mempool lock");
                     let again: usize = if self.shared.ordering_only {
@@ -262,8 +263,7 @@ impl BatchTask {
                         break;
                     }
                     let full = txs.len() >= max_txs;
-                    let (batch, proof) = qs.make_batch(now, txs);
-                    made.push((batch, proof));
+                    made.push(qs.make_batch(now, txs));
                     if !full {
                         break;
                     }
@@ -276,7 +276,7 @@ impl BatchTask {
         if !made.is_empty() {
             // Our own acknowledgement promises the batches survive a crash: stored (one sync,
             // outside the quorum store's lock) before anyone sees them.
-            let refs: Vec<_> = made.iter().map(|(b, _)| (b.info(), b)).collect();
+            let refs: Vec<_> = made.iter().map(|(b, _, _)| (b.info(), b)).collect();
             let stored =
                 tokio::task::block_in_place(|| self.shared.store.put_pending_batches(&refs));
             if let Err(e) = stored {
@@ -284,24 +284,27 @@ impl BatchTask {
                 return;
             }
         }
-        for (batch, proof) in made {
-            let msg = ConsensusMessage::Batch(batch);
+        for (batch, checkers, proofs) in made {
+            let msg = ConsensusMessage::Batch { batch, checkers };
             self.network.broadcast(Bytes::from(codec::encode(&msg)));
-            if let Some(proof) = proof {
-                let msg = ConsensusMessage::Proof(proof);
-                self.network.broadcast(Bytes::from(codec::encode(&msg)));
-            }
+            self.broadcast_proofs(proofs);
         }
-        for (batch, missing) in resend {
-            let bytes = Bytes::from(codec::encode(&ConsensusMessage::Batch((*batch).clone())));
-            for to in missing.into_iter().filter(|v| *v != self.shared.me) {
+        self.broadcast_proofs(released);
+        for again in resend {
+            let msg = ConsensusMessage::Batch {
+                batch: (*again.batch).clone(),
+                checkers: again.checkers,
+            };
+            let bytes = Bytes::from(codec::encode(&msg));
+            for to in again.to.into_iter().filter(|v| *v != self.shared.me) {
                 self.network.send(to, bytes.clone());
             }
         }
     }
 
-    /// A peer's batch: cheap checks here, then its signatures on the checker thread.
-    fn on_batch(&mut self, from: ValidatorIndex, batch: Batch) {
+    /// A peer's batch: cheap checks here, then (when its author asks this validator to check
+    /// it) its signatures on the checker thread, which stores it before it is acknowledged.
+    fn on_batch(&mut self, from: ValidatorIndex, batch: Batch, checkers: &[ValidatorIndex]) {
         let Some(qs) = &self.shared.quorum_store else {
             return;
         };
@@ -309,6 +312,7 @@ impl BatchTask {
             debug!(from, "batch relayed by another validator dropped");
             return;
         }
+        let check = checkers.contains(&self.shared.me);
         // Encoded and hashed once here; the checker and the store take this along.
         let info = batch.info();
         let digest = info.digest;
@@ -321,12 +325,14 @@ impl BatchTask {
             return;
         }
         let checked = {
-            let qs = qs.lock().expect("quorum store");
+            let mut qs = qs.lock().expect("quorum store");
             if qs.is_committed(&digest) {
                 return;
             }
-            match qs.ack_again_digest(&digest, from) {
+            match qs.ack_again_digest(&digest, from, check) {
                 Some(ack) => Ok(Some(ack)),
+                // Stored unchecked, and now asked to check it: it passed the cheap checks.
+                None if qs.stored_checked(&digest).is_some() => Ok(None),
                 None => qs
                     .check_batch_with(now_ms(), from, &batch, &info)
                     .map(|_| None),
@@ -347,7 +353,7 @@ impl BatchTask {
             debug!(from, "batch dropped: signature checks are behind");
             return;
         }
-        match self.tx_check.try_send((batch, info)) {
+        match self.tx_check.try_send(ToCheck { batch, info, check }) {
             Ok(()) => {
                 self.checking.insert(digest, from);
             }
@@ -355,9 +361,15 @@ impl BatchTask {
         }
     }
 
-    /// A peer's batch back from the checker: if every signature verified (it is then stored
-    /// durably), kept and acknowledged.
-    fn on_checked_batch(&mut self, batch: Batch, info: BatchInfo, ok: bool) {
+    /// A peer's batch back from the checker: if every signature verified, or none was to be
+    /// checked (it is then stored durably), kept and acknowledged.
+    fn on_checked_batch(&mut self, checked: Checked) {
+        let Checked {
+            batch,
+            info,
+            ok,
+            checked,
+        } = checked;
         self.checking.remove(&info.digest);
         let Some(qs) = &self.shared.quorum_store else {
             return;
@@ -367,13 +379,17 @@ impl BatchTask {
         }
         let author = batch.author;
         let mut qs = qs.lock().expect("quorum store");
-        match qs.accept_batch_with(now_ms(), batch, info) {
+        match qs.accept_batch_with(now_ms(), batch, info, checked) {
             Ok(ack) => {
                 drop(qs);
                 self.network.send(author, Bytes::from(codec::encode(&ack)));
             }
             Err(e) => {
                 debug!(author, error = %e, "batch not acknowledged");
+                if qs.stored_checked(&info.digest).is_some() {
+                    // Held (and acknowledged as stored) before this check: kept as it was.
+                    return;
+                }
                 // Stored by the checker but not kept: its index entry goes, and its bytes too
                 // unless a block committed (or executed) the batch meanwhile. Decided and
                 // written under the quorum store's lock, so no commit slips in between (a
@@ -400,6 +416,7 @@ impl BatchTask {
         from: ValidatorIndex,
         info: netchain_types::BatchInfo,
         signer: ValidatorIndex,
+        checked: bool,
         signature: netchain_types::Signature,
     ) {
         let Some(qs) = &self.shared.quorum_store else {
@@ -415,14 +432,18 @@ impl BatchTask {
         let result = qs
             .lock()
             .expect("quorum store")
-            .on_ack(info, signer, signature);
+            .on_ack(info, signer, checked, signature);
         match result {
-            Ok(Some(proof)) => {
-                let msg = ConsensusMessage::Proof(proof);
-                self.network.broadcast(Bytes::from(codec::encode(&msg)));
-            }
-            Ok(None) => {}
+            Ok(proofs) => self.broadcast_proofs(proofs),
             Err(e) => debug!(from, error = %e, "acknowledgement refused"),
+        }
+    }
+
+    /// Own batches' proofs of availability, to every validator (in the order given).
+    fn broadcast_proofs(&self, proofs: Vec<netchain_types::ProofOfAvailability>) {
+        for proof in proofs {
+            let msg = ConsensusMessage::Proof(proof);
+            self.network.broadcast(Bytes::from(codec::encode(&msg)));
         }
     }
 
@@ -447,14 +468,15 @@ impl BatchTask {
     }
 }
 
-/// Verifies every signature of peers' batches off the consensus task and stores those whose
-/// signatures all verify (durably: an acknowledgement vouches for every signature and promises
-/// availability), then passes them on to be acknowledged. Two threads: `batch-check` verifies
-/// a round while `batch-store` syncs the round before it (at most one round waits between).
+/// Verifies every signature of the peers' batches this validator was asked to check, off the
+/// consensus task, and stores those whose signatures all verify, and the others' (durably: an
+/// acknowledgement promises availability, and a checked one vouches for every signature), then
+/// passes them on to be acknowledged. Two threads: `batch-check` verifies a round while
+/// `batch-store` syncs the round before it (at most one round waits between).
 fn spawn_batch_checker(
     shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<(Batch, BatchInfo)>,
-    tx: mpsc::Sender<(Batch, BatchInfo, bool)>,
+    mut rx: mpsc::Receiver<ToCheck>,
+    tx: mpsc::Sender<Checked>,
 ) {
     let (to_store, checked) = std::sync::mpsc::sync_channel::<CheckedRound>(1);
     let store = shared.clone();
@@ -463,7 +485,7 @@ fn spawn_batch_checker(
         .spawn(move || {
             for CheckedRound { good, bad } in checked {
                 // The acknowledgement promises availability, also after a crash.
-                let refs: Vec<_> = good.iter().map(|(i, b)| (*i, b)).collect();
+                let refs: Vec<_> = good.iter().map(|c| (c.info, &c.batch)).collect();
                 let stored = refs.is_empty() || {
                     match store.store.put_pending_batches(&refs) {
                         Ok(()) => true,
@@ -475,8 +497,8 @@ fn spawn_batch_checker(
                 };
                 let results = good
                     .into_iter()
-                    .map(|(i, b)| (b, i, stored))
-                    .chain(bad.into_iter().map(|(b, i)| (b, i, false)));
+                    .map(|c| Checked { ok: stored, ..c })
+                    .chain(bad);
                 for result in results {
                     if tx.blocking_send(result).is_err() {
                         return;
@@ -499,9 +521,14 @@ fn spawn_batch_checker(
                 }
                 let mut good = Vec::with_capacity(round.len());
                 let mut bad = Vec::new();
-                for (batch, info) in round {
-                    let ok = shared.check_signatures(&batch.txs);
-                    match ok.iter().position(|ok| !ok) {
+                for ToCheck { batch, info, check } in round {
+                    let invalid = if check {
+                        let ok = shared.check_signatures(&batch.txs);
+                        ok.iter().position(|ok| !ok)
+                    } else {
+                        None
+                    };
+                    match invalid {
                         Some(index) => {
                             warn!(
                                 author = batch.author,
@@ -509,9 +536,19 @@ fn spawn_batch_checker(
                                 index,
                                 "batch with an invalid signature refused"
                             );
-                            bad.push((batch, info));
+                            bad.push(Checked {
+                                batch,
+                                info,
+                                ok: false,
+                                checked: true,
+                            });
                         }
-                        None => good.push((info, batch)),
+                        None => good.push(Checked {
+                            batch,
+                            info,
+                            ok: true,
+                            checked: check,
+                        }),
                     }
                 }
                 if to_store.send(CheckedRound { good, bad }).is_err() {
@@ -522,11 +559,28 @@ fn spawn_batch_checker(
         .expect("spawning batch checker");
 }
 
+/// A peer's batch for the checker thread, and whether its author asked this validator to
+/// verify its signatures (else it is only stored).
+struct ToCheck {
+    batch: Batch,
+    info: BatchInfo,
+    check: bool,
+}
+
+/// A peer's batch back from the checker: `ok` when it is to be acknowledged (every signature
+/// verified, or none was to be, and it is stored), `checked` when its signatures were verified.
+struct Checked {
+    batch: Batch,
+    info: BatchInfo,
+    ok: bool,
+    checked: bool,
+}
+
 /// One round of peers' batches after the signature check: those to store and acknowledge, and
 /// those refused.
 struct CheckedRound {
-    good: Vec<(BatchInfo, Batch)>,
-    bad: Vec<(Batch, BatchInfo)>,
+    good: Vec<Checked>,
+    bad: Vec<Checked>,
 }
 
 #[cfg(test)]

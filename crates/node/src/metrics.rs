@@ -46,6 +46,8 @@ pub struct Metrics {
     batches_certified: Gauge,
     batches_expired: Gauge,
     batches_fetched: Gauge,
+    batches_acked_checked: Gauge,
+    batches_acked_stored: Gauge,
     execution_backlog_blocks: Gauge,
 }
 
@@ -76,6 +78,8 @@ impl Default for Metrics {
             batches_certified: Gauge::default(),
             batches_expired: Gauge::default(),
             batches_fetched: Gauge::default(),
+            batches_acked_checked: Gauge::default(),
+            batches_acked_stored: Gauge::default(),
             execution_backlog_blocks: Gauge::default(),
             registry: Registry::default(),
         };
@@ -192,6 +196,16 @@ impl Default for Metrics {
             m.batches_fetched.clone(),
         );
         registry.register(
+            "batches_acked_checked",
+            "Peers' batches acknowledged after checking every signature in them, as their author asked (since start)",
+            m.batches_acked_checked.clone(),
+        );
+        registry.register(
+            "batches_acked_stored",
+            "Peers' batches acknowledged as stored, without a signature check (their author asked others to check; since start)",
+            m.batches_acked_stored.clone(),
+        );
+        registry.register(
             "execution_backlog_blocks",
             "Committed blocks not executed yet (batch mode; from 2, this validator's leader waits backlog_block_interval_ms before proposing)",
             m.execution_backlog_blocks.clone(),
@@ -225,6 +239,8 @@ impl Metrics {
             self.batches_certified.set(st.certified as i64);
             self.batches_expired.set(st.expired_own as i64);
             self.batches_fetched.set(st.fetched as i64);
+            self.batches_acked_checked.set(st.acked_checked as i64);
+            self.batches_acked_stored.set(st.acked_stored as i64);
             self.execution_backlog_blocks
                 .set(st.execution_backlog as i64);
         }

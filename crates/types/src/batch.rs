@@ -1,14 +1,21 @@
 //! Batched dissemination (a quorum store): validators put client transactions into batches and
-//! broadcast them; peers that stored a batch and checked every signature in it sign an
-//! acknowledgement; a quorum of acknowledgements is a proof of availability, and consensus orders
-//! proofs (a few hundred bytes) instead of transaction bytes.
+//! broadcast them; peers store a batch and sign an acknowledgement; a quorum of acknowledgements
+//! is a proof of availability, and consensus orders proofs (a few hundred bytes) instead of
+//! transaction bytes.
 //!
-//! Why a proof lets execution skip signature checks: an honest validator acknowledges a batch only
-//! after verifying every transaction's signature in it. A proof carries `n - f` distinct
-//! committee signatures, so at least `f + 1` of them are honest, and at least one honest
-//! validator checked every signature of exactly these bytes (the acknowledgement signs the
-//! batch's digest). Signature validity is a pure function of those bytes, so skipping the check
-//! gives the same result on every validator.
+//! Two kinds of acknowledgement: *checked* ("I store this batch and every signature in it
+//! verifies", over [`BatchInfo::ack_message`]) and *stored* ("I store this batch", over
+//! [`BatchInfo::store_message`]). The author names, with each batch it sends, the peers it asks
+//! to check it; the others store it and acknowledge at once, without verifying a signature.
+//!
+//! Why a proof lets execution skip signature checks: a proof carries `n - f` distinct committee
+//! signatures, and at least `f + 1` of them are checked acknowledgements. At most `f` signers are
+//! faulty, so at least one honest validator verified every transaction's signature in exactly
+//! these bytes (the acknowledgement signs the batch's digest); signature validity is a pure
+//! function of those bytes, so skipping the check gives the same result on every validator. The
+//! `n - f` signers still promise availability: at least `f + 1` honest validators stored the
+//! batch. Each transaction is so verified `f + 1` times in all (its author's admission check
+//! counts when the author is honest) instead of `n` times.
 
 use crate::{codec, hash_parts, Digest, Signature, SignedTransaction, ValidatorIndex};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -86,14 +93,41 @@ impl BatchInfo {
             &[chain_id.as_bytes(), &codec::encode(self)],
         )
     }
+
+    /// The message a stored (unchecked) acknowledgement signs: "I store this batch".
+    pub fn store_message(&self, chain_id: &str) -> Digest {
+        hash_parts(
+            "netchain/batch-stored/v1",
+            &[chain_id.as_bytes(), &codec::encode(self)],
+        )
+    }
+
+    /// [`BatchInfo::ack_message`] when `checked`, else [`BatchInfo::store_message`].
+    pub fn acknowledgement_message(&self, chain_id: &str, checked: bool) -> Digest {
+        if checked {
+            self.ack_message(chain_id)
+        } else {
+            self.store_message(chain_id)
+        }
+    }
 }
 
-/// `n - f` acknowledgements of one batch: it is available (at least `f + 1` honest validators
-/// store it) and its signatures were checked.
+/// `n - f` acknowledgements of one batch, at least `f + 1` of them checked: it is available (at
+/// least `f + 1` honest validators store it) and an honest validator checked its signatures.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct ProofOfAvailability {
     /// The batch.
     pub info: BatchInfo,
-    /// Signers and their signatures over [`BatchInfo::ack_message`], by ascending index.
+    /// Signers and their signatures, by ascending index: over [`BatchInfo::ack_message`], or
+    /// over [`BatchInfo::store_message`] for those listed in `stored_only`.
     pub signers: Vec<(ValidatorIndex, Signature)>,
+    /// Signers whose acknowledgement is a stored one, by ascending index.
+    pub stored_only: Vec<ValidatorIndex>,
+}
+
+impl ProofOfAvailability {
+    /// Whether `signer`'s acknowledgement in this proof is a checked one.
+    pub fn checked_by(&self, signer: ValidatorIndex) -> bool {
+        self.stored_only.binary_search(&signer).is_err()
+    }
 }

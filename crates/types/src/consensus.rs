@@ -250,14 +250,23 @@ pub enum ConsensusMessage {
         txs: Vec<SignedTransaction>,
     },
     /// A batch of client transactions, from its author to every validator.
-    Batch(Batch),
-    /// A validator stores a batch and checked its signatures; sent to the batch's author.
+    Batch {
+        /// The batch.
+        batch: Batch,
+        /// The validators the author asks to check its signatures (the others store it and
+        /// acknowledge it unchecked).
+        checkers: Vec<ValidatorIndex>,
+    },
+    /// A validator stores a batch (and, when `checked`, verified its signatures); sent to the
+    /// batch's author.
     BatchAck {
         /// The batch.
         info: BatchInfo,
         /// Signer.
         author: ValidatorIndex,
-        /// Signature over [`BatchInfo::ack_message`].
+        /// Whether the signer verified every signature in the batch.
+        checked: bool,
+        /// Signature over [`BatchInfo::acknowledgement_message`] of `checked`.
         signature: Signature,
     },
     /// A batch's proof of availability, from its author to every validator.

@@ -325,14 +325,21 @@ impl Instance {
                 author,
                 signature,
             } => on_checkpoint_vote(r, &self.setup.chain_id, checkpoint, author, signature),
-            ConsensusMessage::Batch(batch) => on_batch(r, now, from, batch, &mut out),
+            ConsensusMessage::Batch { batch, checkers } => {
+                let check = checkers.contains(&self.index);
+                on_batch(r, now, from, batch, check, &mut out)
+            }
             ConsensusMessage::BatchAck {
                 info,
                 author,
+                checked,
                 signature,
             } => {
                 if let Some(qs) = r.qs.as_mut().filter(|_| author == from) {
-                    if let Ok(Some(proof)) = qs.on_ack(info, author, signature) {
+                    for proof in qs
+                        .on_ack(info, author, checked, signature)
+                        .unwrap_or_default()
+                    {
                         out.push(Effect::Broadcast(ConsensusMessage::Proof(proof)));
                     }
                 }
@@ -585,12 +592,18 @@ fn make_batches(r: &mut Running, now: u64, out: &mut Vec<Effect>) {
             r.store.drop_pending_batch(&mut wb, info).expect("sim disk");
         }
         r.store.commit_unsynced(wb).expect("sim disk");
+        for proof in expired.released {
+            out.push(Effect::Broadcast(ConsensusMessage::Proof(proof)));
+        }
     }
-    for (batch, missing) in qs.resend_due(now, RESEND_MS) {
-        for to in missing {
+    for again in qs.resend_due(now, RESEND_MS) {
+        for to in again.to {
             out.push(Effect::Send {
                 to,
-                msg: ConsensusMessage::Batch((*batch).clone()),
+                msg: ConsensusMessage::Batch {
+                    batch: (*again.batch).clone(),
+                    checkers: again.checkers.clone(),
+                },
             });
         }
     }
@@ -603,46 +616,60 @@ fn make_batches(r: &mut Running, now: u64, out: &mut Vec<Effect>) {
         return;
     }
     r.next_batch_ms = now + BATCH_INTERVAL_MS;
-    let (batch, proof) = qs.make_batch(now, txs);
+    let (batch, checkers, proofs) = qs.make_batch(now, txs);
     r.store
         .put_pending_batch(&batch.info(), &batch)
         .expect("sim disk");
-    out.push(Effect::Broadcast(ConsensusMessage::Batch(batch)));
-    if let Some(proof) = proof {
+    out.push(Effect::Broadcast(ConsensusMessage::Batch {
+        batch,
+        checkers,
+    }));
+    for proof in proofs {
         out.push(Effect::Broadcast(ConsensusMessage::Proof(proof)));
     }
 }
 
-/// A peer's batch: checked, every signature verified, stored and acknowledged to its author.
-fn on_batch(r: &mut Running, now: u64, from: ValidatorIndex, batch: Batch, out: &mut Vec<Effect>) {
+/// A peer's batch: checked, every signature verified when its author asks this validator to
+/// (`check`), stored and acknowledged to its author, as in the node.
+fn on_batch(
+    r: &mut Running,
+    now: u64,
+    from: ValidatorIndex,
+    batch: Batch,
+    check: bool,
+    out: &mut Vec<Effect>,
+) {
     let Some(qs) = r.qs.as_mut() else {
         return;
     };
     if batch.author != from {
         return;
     }
-    if let Some(ack) = qs.ack_again(&batch) {
+    if let Some(ack) = qs.ack_again(&batch, check) {
         out.push(Effect::Send { to: from, msg: ack });
         return;
     }
-    if qs.check_batch(now, from, &batch).is_err() {
+    // Stored unchecked before and now asked to check: it passed the cheap checks then.
+    if qs.stored_checked(&batch.digest()).is_none() && qs.check_batch(now, from, &batch).is_err() {
         return;
     }
     // A copy of a batch a block executed here (as in the node).
     if r.store.batch_executed(&batch.digest()).expect("sim disk") {
         return;
     }
-    let items: Vec<_> = batch
-        .txs
-        .iter()
-        .map(|t| (t.tx.sender, t.tx.signing_message(), t.signature))
-        .collect();
-    if !verify_each(&items).into_iter().all(|ok| ok) {
-        return;
+    if check {
+        let items: Vec<_> = batch
+            .txs
+            .iter()
+            .map(|t| (t.tx.sender, t.tx.signing_message(), t.signature))
+            .collect();
+        if !verify_each(&items).into_iter().all(|ok| ok) {
+            return;
+        }
     }
     let author = batch.author;
     let stored = batch.clone();
-    if let Ok(ack) = qs.accept_batch(now, batch) {
+    if let Ok(ack) = qs.accept_batch(now, batch, check) {
         // Durable before the acknowledgement leaves, which promises availability.
         r.store
             .put_pending_batch(&stored.info(), &stored)
