@@ -3,7 +3,8 @@
 //! made and encoded before the clock starts (they would arrive from the network); the pipeline
 //! then decodes each batch, verifies the signatures of its share (`f + 1` of the `n` validators
 //! check each transaction: its author at admission, and the `f` peers the author asks before
-//! they acknowledge; so half of the batches here, with 4 validators), stores it durably (a second thread syncs a round while the next is checked), and executes
+//! they acknowledge; so half of the batches here, with 4 validators), stores it durably (a
+//! second thread syncs a round while the next is checked), and executes
 //! blocks of the batches in order, committing state, block and batches with one sync per block,
 //! as the validator's `batch-check`, `batch-store` and `execution` threads do.
 //! Closed loop: `--rate × --duration` transactions go through as fast as the pipeline goes.

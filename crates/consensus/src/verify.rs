@@ -98,16 +98,17 @@ pub fn verify_proofs(
                 ),
             ));
         }
-        // At least f + 1 checked acknowledgements: one of them is an honest validator's.
-        let checked = proof.signers.len().saturating_sub(proof.stored_only.len());
-        if checked < committee.max_faulty() + 1 {
-            return Err(bad(
-                proof,
-                format!(
-                    "{checked} checked acknowledgements, {} needed",
-                    committee.max_faulty() + 1
-                ),
-            ));
+        // Signers first: strictly ascending committee members (so at most n of them, before
+        // anything else looks at the lists).
+        let mut last = None;
+        for (index, _) in &proof.signers {
+            if last.is_some_and(|l| *index <= l) {
+                return Err(bad(proof, "signers not strictly ascending".into()));
+            }
+            last = Some(*index);
+            if committee.key(*index).is_none() {
+                return Err(bad(proof, format!("signer {index} not in committee")));
+            }
         }
         if proof.stored_only.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad(
@@ -118,20 +119,26 @@ pub fn verify_proofs(
         if let Some(v) = proof
             .stored_only
             .iter()
-            .find(|v| !proof.signers.iter().any(|(s, _)| s == *v))
+            .find(|v| proof.signers.binary_search_by_key(*v, |(s, _)| *s).is_err())
         {
             return Err(bad(proof, format!("stored-only signer {v} did not sign")));
+        }
+        // At least f + 1 checked acknowledgements: one of them is an honest validator's.
+        let checked = proof.signers.len() - proof.stored_only.len();
+        if checked < committee.max_faulty() + 1 {
+            return Err(bad(
+                proof,
+                format!(
+                    "{checked} checked acknowledgements, {} needed",
+                    committee.max_faulty() + 1
+                ),
+            ));
         }
         let (ack, store) = (
             proof.info.ack_message(chain_id),
             proof.info.store_message(chain_id),
         );
-        let mut last = None;
         for (index, sig) in &proof.signers {
-            if last.is_some_and(|l| *index <= l) {
-                return Err(bad(proof, "signers not strictly ascending".into()));
-            }
-            last = Some(*index);
             let key = committee
                 .key(*index)
                 .ok_or_else(|| bad(proof, format!("signer {index} not in committee")))?;

@@ -19,7 +19,7 @@
 //!
 //! Bounds: every author has a quota of stored batches and bytes at each peer (a full quota means
 //! no acknowledgement, so a flooding author cannot form proofs); an author keeps at most
-//! `own_unproven_max` batches waiting for acknowledgements (back-pressure into its mempool and
+//! `own_unproven_max` batches without a released proof (back-pressure into its mempool and
 //! from there to clients); the proof queue, the committed-digest memory and the fetch list are
 //! bounded. Batches expire: no block may carry one after its `expires_ms`. A stored batch that was
 //! not committed is dropped only once this validator has committed a block whose timestamp is past
@@ -53,7 +53,7 @@ pub struct QuorumStoreConfig {
     pub author_batches_max: usize,
     /// Most uncommitted bytes stored per author.
     pub author_bytes_max: usize,
-    /// Most own batches waiting for a quorum of acknowledgements.
+    /// Most own batches waiting for their proof, or proven and held back for an older one's.
     pub own_unproven_max: usize,
     /// Most proofs waiting to be proposed.
     pub proofs_max: usize,
@@ -120,9 +120,14 @@ impl Own {
 }
 
 /// A peer asked to check a batch that has not answered with a checked acknowledgement after
-/// this long is passed over as a checker for [`SUSPECT_MS`].
+/// this long is passed over as a checker until it answers one; it is asked to check a batch
+/// besides the regular checkers (a probe, which no proof waits for) every [`PROBE_MS`].
 const CHECK_LATE_MS: u64 = 500;
-const SUSPECT_MS: u64 = 5_000;
+const PROBE_MS: u64 = 5_000;
+/// A proof held back for an older own batch's is released anyway after this long (checked when
+/// [`QuorumStore::expire`] runs): a batch that cannot be proven holds up its author's others
+/// for seconds, not until it expires.
+const HOLD_MAX_MS: u64 = 2_000;
 /// How long the same peers are asked to check an author's batches.
 const CHECKER_WINDOW_MS: u64 = 1_000;
 
@@ -135,7 +140,7 @@ pub struct QuorumStoreStats {
     pub bytes: usize,
     /// Proofs waiting to be proposed.
     pub proofs: usize,
-    /// Own batches waiting for acknowledgements.
+    /// Own batches waiting for their proof, or proven and held back for an older one's.
     pub own_unproven: usize,
     /// Own batches made (since start).
     pub made: u64,
@@ -199,9 +204,11 @@ pub struct QuorumStore {
     /// Own batches' proofs held back, by sequence number, until every older own batch has its
     /// proof or expired: proofs go out in the order the batches were made, so a sender's
     /// transactions in two of them are ordered (and execute) in nonce order.
-    held: BTreeMap<u64, ProofOfAvailability>,
-    /// Until when each validator is passed over as a checker (it left a check unanswered).
-    suspect_until_ms: Vec<u64>,
+    held: BTreeMap<u64, (ProofOfAvailability, u64)>,
+    /// Validators passed over as checkers (each left a check unanswered, and has not answered
+    /// one since), and when each was last probed.
+    suspect: Vec<bool>,
+    probed_ms: Vec<u64>,
     /// When each validator last sent a checked acknowledgement (local time of the last
     /// [`QuorumStore::checkers`] call before it).
     last_checked_ms: Vec<u64>,
@@ -245,7 +252,8 @@ impl QuorumStore {
             bytes: 0,
             own: HashMap::new(),
             held: BTreeMap::new(),
-            suspect_until_ms: vec![0; n],
+            suspect: vec![false; n],
+            probed_ms: vec![0; n],
             last_checked_ms: vec![0; n],
             clock_ms: 0,
             proofs: BTreeMap::new(),
@@ -315,8 +323,9 @@ impl QuorumStore {
     }
 
     /// The `f` peers to ask to check a new batch: in turn, a turn per `CHECKER_WINDOW_MS`, so
-    /// the checks spread evenly, and passing over a peer that has left a check it was asked for
-    /// unanswered for `CHECK_LATE_MS` (for the next `SUSPECT_MS`), unless too few others remain.
+    /// the checks spread evenly, passing over a peer that has left a check it was asked for
+    /// unanswered for `CHECK_LATE_MS` until it answers one (unless too few others remain); such
+    /// a peer is added as an extra checker every `PROBE_MS`, which no proof waits for.
     pub fn checkers(&mut self, now_ms: u64) -> Vec<ValidatorIndex> {
         self.clock_ms = self.clock_ms.max(now_ms);
         let need = self.committee.max_faulty();
@@ -332,7 +341,11 @@ impl QuorumStore {
                 if !own.acks.get(v).is_some_and(|(_, checked)| *checked)
                     && self.last_checked_ms[*v as usize] < own.asked_ms
                 {
-                    self.suspect_until_ms[*v as usize] = now_ms + SUSPECT_MS;
+                    let v = *v as usize;
+                    if !self.suspect[v] {
+                        self.suspect[v] = true;
+                        self.probed_ms[v] = now_ms;
+                    }
                 }
             }
         }
@@ -342,13 +355,10 @@ impl QuorumStore {
         let trusted: Vec<ValidatorIndex> = peers
             .iter()
             .copied()
-            .filter(|v| self.suspect_until_ms[*v as usize] <= now_ms)
+            .filter(|v| !self.suspect[*v as usize])
             .collect();
-        let pool = if trusted.len() >= need {
-            trusted
-        } else {
-            peers
-        };
+        let probing = trusted.len() >= need;
+        let pool = if probing { trusted } else { peers.clone() };
         // One turn per window: consecutive batches go to the same checkers, which check them in
         // order, so their proofs form in order too. Offset by this validator's index, so in
         // each window the authors' checks fall on different peers.
@@ -357,6 +367,17 @@ impl QuorumStore {
         let mut chosen: Vec<ValidatorIndex> = (0..need.min(pool.len()))
             .map(|i| pool[(start + i) % pool.len()])
             .collect();
+        // Suspects are probed now and then, on top of the regular checkers: one that answers
+        // takes its turns again.
+        if probing {
+            for v in peers {
+                let at = &mut self.probed_ms[v as usize];
+                if self.suspect[v as usize] && now_ms >= at.saturating_add(PROBE_MS) {
+                    *at = now_ms;
+                    chosen.push(v);
+                }
+            }
+        }
         chosen.sort_unstable();
         chosen
     }
@@ -497,8 +518,16 @@ impl QuorumStore {
                     Some((_, checked)) => short && !checked,
                 })
                 .collect();
+            // As many new checkers as checks are missing: first those that acknowledged it as
+            // stored (they are up), then the others not passed over, then the rest.
             let checkers = if short {
-                to.iter().copied().filter(|v| *v != self.me).collect()
+                let mut candidates: Vec<ValidatorIndex> =
+                    to.iter().copied().filter(|v| *v != self.me).collect();
+                candidates
+                    .sort_by_key(|v| (!own.acks.contains_key(v), self.suspect[*v as usize], *v));
+                candidates.truncate(need_checked - own.checked());
+                candidates.sort_unstable();
+                candidates
             } else {
                 Vec::new()
             };
@@ -597,7 +626,7 @@ impl QuorumStore {
             author: signer,
         })?;
         if checked {
-            self.suspect_until_ms[signer as usize] = 0;
+            self.suspect[signer as usize] = false;
             self.last_checked_ms[signer as usize] = self.clock_ms;
         }
         if let Some(own) = self.own.get_mut(&info.digest) {
@@ -630,7 +659,7 @@ impl QuorumStore {
             signers: own.acks.into_iter().map(|(v, (sig, _))| (v, sig)).collect(),
             stored_only,
         };
-        self.held.insert(proof.info.seq, proof);
+        self.held.insert(proof.info.seq, (proof, self.clock_ms));
         self.release()
     }
 
@@ -642,9 +671,15 @@ impl QuorumStore {
             .map(|own| own.info.seq)
             .min()
             .unwrap_or(u64::MAX);
-        let waiting = self.held.split_off(&oldest_unproven);
+        self.release_below(oldest_unproven)
+    }
+
+    /// Held proofs of batches older than `seq`: queued and returned, oldest first.
+    fn release_below(&mut self, seq: u64) -> Vec<ProofOfAvailability> {
+        let waiting = self.held.split_off(&seq);
         let released: Vec<ProofOfAvailability> = std::mem::replace(&mut self.held, waiting)
             .into_values()
+            .map(|(proof, _)| proof)
             .collect();
         for proof in &released {
             self.queue_proof(proof.clone());
@@ -795,7 +830,8 @@ impl QuorumStore {
             } else {
                 0
             });
-            // Unchecked: whether this validator checked it before is not kept.
+            // A peer's batch counts as unchecked (whether this validator checked it is not
+            // kept); its own were checked at admission.
             let own = batch.author == self.me;
             self.store(Arc::new(batch), info, false, own);
         }
@@ -835,15 +871,26 @@ impl QuorumStore {
         let held_expired: Vec<u64> = self
             .held
             .values()
-            .filter(|p| p.info.expires_ms < now_ms)
-            .map(|p| p.info.seq)
+            .filter(|(p, _)| p.info.expires_ms < now_ms)
+            .map(|(p, _)| p.info.seq)
             .collect();
         for seq in held_expired {
-            if let Some(p) = self.held.remove(&seq) {
+            if let Some((p, _)) = self.held.remove(&seq) {
                 returned.own.extend(self.batch(&p.info.digest));
             }
         }
         returned.released = self.release();
+        // Held too long (an older batch is not getting its proof): out of order, but out.
+        let overdue = self
+            .held
+            .values()
+            .filter(|(_, since)| since.saturating_add(HOLD_MAX_MS) <= now_ms)
+            .map(|(p, _)| p.info.seq)
+            .max();
+        if let Some(seq) = overdue {
+            let more = self.release_below(seq.saturating_add(1));
+            returned.released.extend(more);
+        }
         self.counts.expired_own += returned.own.len() as u64;
         let committed_ms = self.committed_ms;
         let dropped: Vec<Digest> = self

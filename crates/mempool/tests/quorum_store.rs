@@ -62,19 +62,7 @@ fn disseminate(
         qs[i]
             .check_batch(now, author as u16, &batch)
             .expect("batch passes the checks");
-        let ack = qs[i]
-            .accept_batch(now, batch.clone(), true)
-            .expect("acknowledged");
-        let ConsensusMessage::BatchAck {
-            info,
-            author: signer,
-            checked,
-            signature,
-        } = ack
-        else {
-            panic!("not an acknowledgement: {ack:?}");
-        };
-        for p in qs[author].on_ack(info, signer, checked, signature).unwrap() {
+        for p in ack_to_author(qs, i, &batch, true, now).1 {
             if p.info.digest == digest {
                 assert!(proof.is_none(), "a second proof for one batch");
                 proof = Some(p);
@@ -540,14 +528,14 @@ fn acknowledged_batches_come_back_after_a_restart_unless_expired_before_the_tip(
 }
 
 /// Validator `i` stores `batch` and acknowledges it (checked or not); the author takes it in.
-fn acknowledge(
+/// Whether the acknowledgement is a checked one, and the proofs the author releases.
+fn ack_to_author(
     qs: &mut [QuorumStore],
     i: usize,
     batch: &Batch,
     check: bool,
     now: u64,
-) -> (bool, Option<ProofOfAvailability>) {
-    let author = batch.author as usize;
+) -> (bool, Vec<ProofOfAvailability>) {
     let ack = qs[i].accept_batch(now, batch.clone(), check).unwrap();
     let ConsensusMessage::BatchAck {
         info,
@@ -558,13 +546,26 @@ fn acknowledge(
     else {
         panic!("not an acknowledgement: {ack:?}");
     };
-    let digest = batch.digest();
-    let proof = qs[author]
+    let released = qs[batch.author as usize]
         .on_ack(info, signer, checked, signature)
-        .unwrap()
-        .into_iter()
-        .find(|p| p.info.digest == digest);
-    (checked, proof)
+        .unwrap();
+    (checked, released)
+}
+
+/// [`ack_to_author`], and this batch's proof if released.
+fn acknowledge(
+    qs: &mut [QuorumStore],
+    i: usize,
+    batch: &Batch,
+    check: bool,
+    now: u64,
+) -> (bool, Option<ProofOfAvailability>) {
+    let digest = batch.digest();
+    let (checked, released) = ack_to_author(qs, i, batch, check, now);
+    (
+        checked,
+        released.into_iter().find(|p| p.info.digest == digest),
+    )
 }
 
 #[test]
@@ -692,9 +693,32 @@ fn checkers_take_turns_and_a_silent_one_is_passed_over_until_it_checks_again() {
     let (batch, instead, _) = make(&mut qs, 0, t2);
     assert_ne!(instead, vec![3]);
     acknowledge(&mut qs, instead[0] as usize, &batch, true, t2);
-    // ...until it answers the check it was asked for: then it takes its turns again.
-    acknowledge(&mut qs, 3, &silent, true, t2);
-    assert_eq!(make(&mut qs, 0, t2 + 1).1, vec![3]);
+    // It is probed (asked besides the regular checker, which the proof does not wait for)
+    // every 5 s from when it was passed over, not before.
+    let probe_at = t + 500 + 5_000;
+    let (batch, before, _) = make(&mut qs, 0, probe_at - 1);
+    assert_eq!(before.len(), 1);
+    acknowledge(&mut qs, before[0] as usize, &batch, true, probe_at - 1);
+    let (probe, probed, _) = make(&mut qs, 0, probe_at);
+    assert_eq!(probed.len(), 2, "{probed:?}");
+    assert!(probed.contains(&3));
+    let regular = *probed.iter().find(|v| **v != 3).unwrap();
+    acknowledge(&mut qs, regular as usize, &probe, true, probe_at);
+    assert_eq!(
+        make(&mut qs, 0, probe_at + 1).1.len(),
+        1,
+        "one probe per 5 s"
+    );
+    // ...until it answers a check it was asked for: then it takes its turns again.
+    acknowledge(&mut qs, 3, &silent, true, probe_at + 1);
+    let t3 = (probe_at + 1_000..probe_at + 4_000)
+        .step_by(1_000)
+        .find(|t| {
+            let mut fresh = stores(&f, &QuorumStoreConfig::default());
+            fresh[0].checkers(*t) == vec![3]
+        })
+        .expect("a turn of peer 3");
+    assert_eq!(make(&mut qs, 0, t3).1, vec![3]);
 }
 
 #[test]
@@ -709,11 +733,12 @@ fn a_batch_short_of_checks_is_sent_again_asking_its_stored_signers_to_check_it()
     }
     // Not yet due.
     assert!(qs[0].resend_due(NOW + 10, 1_000).is_empty());
-    // Due: sent to the silent checker and to both stored signers, all asked to check.
+    // Due: sent to the silent checker and to both stored signers; one check is missing, so one
+    // peer is asked to check, one that is known to be up (it acknowledged it as stored).
     let again = qs[0].resend_due(NOW + 1_000, 1_000);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].to, vec![1, 2, 3]);
-    assert_eq!(again[0].checkers, vec![1, 2, 3]);
+    assert_eq!(again[0].checkers, vec![others[0] as u16]);
     // A stored signer asked to check: no acknowledgement from what it stored unchecked...
     let o = others[0];
     assert!(qs[o].ack_again(&batch, true).is_none());
@@ -745,24 +770,11 @@ fn a_batch_short_of_checks_is_sent_again_asking_its_stored_signers_to_check_it()
     assert!(again[0].checkers.is_empty());
 }
 
-/// Validator `i` acknowledges `batch` checked; the proofs its author releases.
+/// Validator `i` acknowledges `batch` checked; the sequence numbers of the proofs its author
+/// releases.
 fn release_after_ack(qs: &mut [QuorumStore], i: usize, batch: &Batch) -> Vec<u64> {
-    let ack = qs[i].accept_batch(NOW, batch.clone(), true).unwrap();
-    let ConsensusMessage::BatchAck {
-        info,
-        author,
-        checked,
-        signature,
-    } = ack
-    else {
-        panic!("not an acknowledgement");
-    };
-    qs[batch.author as usize]
-        .on_ack(info, author, checked, signature)
-        .unwrap()
-        .into_iter()
-        .map(|p| p.info.seq)
-        .collect()
+    let (_, released) = ack_to_author(qs, i, batch, true, NOW);
+    released.into_iter().map(|p| p.info.seq).collect()
 }
 
 #[test]
@@ -802,4 +814,103 @@ fn an_authors_proofs_go_out_in_the_order_its_batches_were_made() {
             .collect::<Vec<_>>(),
         vec![e.seq]
     );
+}
+
+#[test]
+fn proofs_lying_about_which_signers_checked_are_refused_on_the_rule_they_break() {
+    let f = Fixture::new();
+    let mut qs = stores(&f, &QuorumStoreConfig::default());
+    // Signed by hand: the author and peers 1 and 2 checked, peer 3 stored.
+    let (batch, _, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0)]);
+    let info = batch.info();
+    let proof = ProofOfAvailability {
+        info,
+        signers: (0..4u16)
+            .map(|v| {
+                let msg = info.acknowledgement_message(CHAIN, v != 3);
+                (v, f.keys[v as usize].sign(&msg))
+            })
+            .collect(),
+        stored_only: vec![3],
+    };
+    verify_proofs(CHAIN, &f.committee, std::slice::from_ref(&proof)).unwrap();
+    let reason =
+        |p: &ProofOfAvailability| match verify_proofs(CHAIN, &f.committee, std::slice::from_ref(p))
+        {
+            Err(ConsensusError::BadCertificate { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+    // A checked signer listed as stored: enough checked remain (2), so its signature, checked
+    // against the stored message, fails.
+    let mut checked_as_stored = proof.clone();
+    checked_as_stored.stored_only = vec![1, 3];
+    assert!(!reason(&checked_as_stored).contains("checked acknowledgements"));
+    // A stored-only entry that did not sign, with the count still enough.
+    let mut phantom = proof.clone();
+    phantom.stored_only = vec![3, 9];
+    assert!(
+        reason(&phantom).contains("did not sign"),
+        "{}",
+        reason(&phantom)
+    );
+    // The same signer twice.
+    let mut twice = proof.clone();
+    twice.stored_only = vec![3, 3];
+    assert!(reason(&twice).contains("not strictly ascending"));
+    // Far more signers than the committee: refused on the first entry out of order, before
+    // the stored-only list is looked at.
+    let mut flood = proof.clone();
+    let filler = flood.signers[0];
+    flood.signers = std::iter::repeat_n(filler, 100_000)
+        .chain(proof.signers.clone())
+        .collect();
+    flood.stored_only = (1..=5_000).collect();
+    assert!(reason(&flood).contains("signers not strictly ascending"));
+}
+
+#[test]
+fn a_stored_acknowledgement_after_a_checked_one_keeps_the_checked_one() {
+    let f = Fixture::new();
+    let mut qs = stores(&f, &QuorumStoreConfig::default());
+    let (batch, _, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0)]);
+    // Peer 1 checks it (2 signers, 2 checked: no quorum yet), then sends a stored one.
+    acknowledge(&mut qs, 1, &batch, true, NOW);
+    let stored = f.keys[1].sign(&batch.info().store_message(CHAIN));
+    assert!(qs[0]
+        .on_ack(batch.info(), 1, false, stored)
+        .unwrap()
+        .is_empty());
+    // Peer 2's stored acknowledgement completes the quorum; only peer 2 is stored-only.
+    let (_, proof) = acknowledge(&mut qs, 2, &batch, false, NOW);
+    let proof = proof.expect("proof");
+    assert_eq!(proof.stored_only, vec![2]);
+    verify_proofs(CHAIN, &f.committee, std::slice::from_ref(&proof)).unwrap();
+}
+
+#[test]
+fn held_proofs_count_against_the_own_batch_bound_and_are_released_after_two_seconds() {
+    let f = Fixture::new();
+    let cfg = QuorumStoreConfig {
+        own_unproven_max: 2,
+        ..QuorumStoreConfig::default()
+    };
+    let mut qs = stores(&f, &cfg);
+    let (a, _, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0)]);
+    let (b, _, _) = qs[0].make_batch(NOW, vec![signed_tx(2, 0)]);
+    assert!(!qs[0].can_batch());
+    // b proven, held behind a: still two waiting.
+    release_after_ack(&mut qs, 1, &b);
+    assert!(release_after_ack(&mut qs, 2, &b).is_empty());
+    assert!(!qs[0].can_batch());
+    // a never gets its proof: b goes out anyway once held 2 s (at an expiry pass).
+    assert!(qs[0].expire(NOW + 1_999).released.is_empty());
+    let released = qs[0].expire(NOW + 2_000).released;
+    assert_eq!(
+        released.iter().map(|p| p.info.seq).collect::<Vec<_>>(),
+        vec![b.seq]
+    );
+    assert!(qs[0].can_batch());
+    // a's proof, when it comes, goes out at once (nothing older waits).
+    release_after_ack(&mut qs, 1, &a);
+    assert_eq!(release_after_ack(&mut qs, 2, &a), vec![a.seq]);
 }

@@ -23,8 +23,9 @@ const BATCH_CHECK_QUEUE: usize = 64;
 const TICK_MS: u64 = 10;
 /// Messages for consensus queued here at most while it is busy.
 const CONSENSUS_PENDING_MAX: usize = 20_000;
-/// An own batch short of a quorum is sent again to those that have not acknowledged it after
-/// this long.
+/// An own batch short of a proof is sent again after this long to those that have not
+/// acknowledged it (and, while it lacks checked acknowledgements, to enough stored signers,
+/// asked to check it; see `QuorumStore::resend_due`).
 const RESEND_MS: u64 = 1_000;
 /// Most peers' batches checked and stored with one sync.
 const CHECKS_PER_SYNC_MAX: usize = 16;
@@ -273,6 +274,8 @@ impl BatchTask {
                 }
             }
         }
+        // Proofs released by the expiry of older batches (their batches are stored already).
+        self.broadcast_proofs(released);
         if !made.is_empty() {
             // Our own acknowledgement promises the batches survive a crash: stored (one sync,
             // outside the quorum store's lock) before anyone sees them.
@@ -289,7 +292,6 @@ impl BatchTask {
             self.network.broadcast(Bytes::from(codec::encode(&msg)));
             self.broadcast_proofs(proofs);
         }
-        self.broadcast_proofs(released);
         for again in resend {
             let msg = ConsensusMessage::Batch {
                 batch: (*again.batch).clone(),

@@ -172,7 +172,7 @@ impl Default for Metrics {
         );
         registry.register(
             "quorum_store_own_unproven",
-            "Own batches waiting for a quorum of acknowledgements",
+            "Own batches waiting for their proof of availability, or proven and held back until an older one is",
             m.quorum_store_own_unproven.clone(),
         );
         registry.register(
@@ -197,12 +197,12 @@ impl Default for Metrics {
         );
         registry.register(
             "batches_acked_checked",
-            "Peers' batches acknowledged after checking every signature in them, as their author asked (since start)",
+            "Checked acknowledgements sent for peers' batches (every signature verified; resends included; since start)",
             m.batches_acked_checked.clone(),
         );
         registry.register(
             "batches_acked_stored",
-            "Peers' batches acknowledged as stored, without a signature check (their author asked others to check; since start)",
+            "Stored acknowledgements sent for peers' batches (stored without a signature check; resends included; since start)",
             m.batches_acked_stored.clone(),
         );
         registry.register(
