@@ -59,6 +59,10 @@ pub struct QuorumStoreConfig {
     pub proofs_max: usize,
     /// How far ahead of the local clock a batch's expiry may be beyond the TTL.
     pub clock_skew_max_ms: u64,
+    /// Whether transactions carry signatures to check and nonces to keep in order. Off on an
+    /// ordering-only chain: a check is free there, so every peer is asked to "check" (a proof
+    /// forms from the fastest `n - f`), and proofs go out as they form, not held in batch order.
+    pub checked_and_ordered: bool,
 }
 
 impl Default for QuorumStoreConfig {
@@ -73,6 +77,7 @@ impl Default for QuorumStoreConfig {
             own_unproven_max: 32,
             proofs_max: 10_000,
             clock_skew_max_ms: 30_000,
+            checked_and_ordered: true,
         }
     }
 }
@@ -328,6 +333,11 @@ impl QuorumStore {
     /// a peer is added as an extra checker every `PROBE_MS`, which no proof waits for.
     pub fn checkers(&mut self, now_ms: u64) -> Vec<ValidatorIndex> {
         self.clock_ms = self.clock_ms.max(now_ms);
+        if !self.cfg.checked_and_ordered {
+            return (0..self.committee.size() as ValidatorIndex)
+                .filter(|v| *v != self.me)
+                .collect();
+        }
         let need = self.committee.max_faulty();
         if need == 0 {
             return Vec::new();
@@ -665,12 +675,15 @@ impl QuorumStore {
 
     /// Held proofs older than every own batch still short of a proof: queued and returned.
     fn release(&mut self) -> Vec<ProofOfAvailability> {
-        let oldest_unproven = self
-            .own
-            .values()
-            .map(|own| own.info.seq)
-            .min()
-            .unwrap_or(u64::MAX);
+        let oldest_unproven = if self.cfg.checked_and_ordered {
+            self.own
+                .values()
+                .map(|own| own.info.seq)
+                .min()
+                .unwrap_or(u64::MAX)
+        } else {
+            u64::MAX
+        };
         self.release_below(oldest_unproven)
     }
 

@@ -914,3 +914,21 @@ fn held_proofs_count_against_the_own_batch_bound_and_are_released_after_two_seco
     release_after_ack(&mut qs, 1, &a);
     assert_eq!(release_after_ack(&mut qs, 2, &a), vec![a.seq]);
 }
+
+#[test]
+fn an_ordering_only_store_asks_every_peer_and_releases_proofs_as_they_form() {
+    let f = Fixture::new();
+    let cfg = QuorumStoreConfig {
+        checked_and_ordered: false,
+        ..QuorumStoreConfig::default()
+    };
+    let mut qs = stores(&f, &cfg);
+    let (a, checkers, _) = qs[0].make_batch(NOW, vec![signed_tx(1, 0)]);
+    assert_eq!(checkers, vec![1, 2, 3]);
+    let (b, _, _) = qs[0].make_batch(NOW, vec![signed_tx(2, 0)]);
+    // The younger batch's proof goes out at once, ahead of the older one's.
+    release_after_ack(&mut qs, 1, &b);
+    assert_eq!(release_after_ack(&mut qs, 2, &b), vec![b.seq]);
+    release_after_ack(&mut qs, 3, &a);
+    assert_eq!(release_after_ack(&mut qs, 2, &a), vec![a.seq]);
+}

@@ -380,6 +380,7 @@ impl Node {
                     batch_max_bytes: p.batch_max_bytes,
                     tx_bytes_max: cfg.mempool.tx_bytes_max,
                     batch_ttl_ms: p.batch_ttl_ms,
+                    checked_and_ordered: !genesis.ordering_only,
                     ..QuorumStoreConfig::default()
                 },
                 genesis.chain_id.clone(),
