@@ -507,8 +507,9 @@ impl QuorumStore {
     /// driver sends each again to the validators listed, asking those in the second list to
     /// check it (a batch or an acknowledgement may have been lost, a busy peer dropped it, or a
     /// checker did not answer). The validators listed are those that have not acknowledged it,
-    /// and, while it is short of checked acknowledgements, those whose acknowledgement is a
-    /// stored one; all of them are asked to check it then.
+    /// and, while it is short of checked acknowledgements, as many peers as checks are missing
+    /// are asked to check it: first those whose acknowledgement is a stored one (they are up),
+    /// then those not passed over as checkers, then the others.
     pub fn resend_due(&mut self, now_ms: u64, after_ms: u64) -> Vec<Resend> {
         let need_checked = self.committee.max_faulty() + 1;
         let n = self.committee.size() as ValidatorIndex;
@@ -545,6 +546,11 @@ impl QuorumStore {
                 own.checkers = checkers.clone();
                 own.asked_ms = now_ms;
             }
+            // Stored signers not asked to check have nothing to add.
+            let to = to
+                .into_iter()
+                .filter(|v| !own.acks.contains_key(v) || checkers.contains(v))
+                .collect();
             out.push(Resend {
                 batch: stored.batch.clone(),
                 to,
