@@ -19,9 +19,10 @@ pub enum Column {
     Receipts,
     /// Finality checkpoints.
     Checkpoints,
-    /// Jellyfish Merkle Tree nodes.
+    /// Jellyfish Merkle Tree nodes (leaves carry their key's value).
     JmtNodes,
-    /// Jellyfish Merkle Tree values, versioned.
+    /// Jellyfish Merkle Tree values, versioned: written by older versions only (leaves now
+    /// carry their values), still read for leaves those wrote.
     JmtValues,
 }
 

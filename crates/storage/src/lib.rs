@@ -10,8 +10,9 @@
 //!   `Database`, one keyspace per [`Column`]) implement it; [`FaultyBackend`]
 //!   wraps either to inject write failures.
 //! * [`StateTree`] is a versioned Jellyfish Merkle Tree (jmt crate, blake3
-//!   hashing) whose nodes and values live in [`Column::JmtNodes`] and
-//!   [`Column::JmtValues`]. `apply` never writes: it returns the root and a
+//!   hashing) whose nodes live in [`Column::JmtNodes`], each leaf with its
+//!   key's value (data folders from before that keep values in
+//!   [`Column::JmtValues`], still read). `apply` never writes: it returns the root and a
 //!   [`WriteBatch`] the caller commits (typically merged with block data) so
 //!   that state and blocks become durable atomically. Versions are block
 //!   heights; old versions are kept (no pruning yet), so historical reads and

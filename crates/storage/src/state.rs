@@ -1,9 +1,15 @@
 //! Versioned Merkle state (Jellyfish Merkle Tree over a [`KvBackend`]).
 //!
-//! Layout: `JmtNodes[version_be ++ borsh(nibble_path)] = borsh(Node)`;
-//! `JmtValues[key_hash ++ (!version)_be] = 0x00 (deleted) | 0x01 ++ value`.
-//! Inverting the version makes the newest value for a key hash sort first,
-//! so "newest value at or below version v" is a one-entry range scan.
+//! Layout: `JmtNodes[version_be ++ borsh(nibble_path)] = borsh(Node)` for internal nodes, and
+//! `borsh(Node::Leaf) ++ 0x01 ++ value` for leaves: a leaf is rewritten whenever its key's value
+//! changes, so it carries that value, and a key's value at version v is found by walking the
+//! tree of version v from its root to the key's leaf (mostly through the node cache). One store
+//! item per changed key, not two.
+//!
+//! Older data folders also have `JmtValues[key_hash ++ (!version)_be] = 0x00 (deleted) |
+//! 0x01 ++ value` (inverted versions sort the newest first, so "newest value at or below v" is
+//! a one-entry range scan), and leaves without a value: those are still read, and nothing
+//! writes them any more.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +59,40 @@ fn node_db_key(nk: &NodeKey) -> Result<Vec<u8>, StorageError> {
     borsh::to_writer(&mut out, nk.nibble_path())
         .map_err(|e| StorageError::Tree(format!("encode node key: {e}")))?;
     Ok(out)
+}
+
+/// Tag before the value a leaf record carries.
+const LEAF_VALUE_TAG: u8 = 1;
+
+/// Splits a `JmtNodes` record into its node and, for a leaf, its value (`None`: a leaf written
+/// before leaves carried values, whose value is in `JmtValues`).
+fn decode_record(key: &[u8], bytes: &[u8]) -> Result<(Node, Option<OwnedValue>), StorageError> {
+    use borsh::BorshDeserialize;
+    let corrupt = |reason: String| StorageError::corrupt(Column::JmtNodes, key, reason);
+    let mut rest = bytes;
+    let node = Node::deserialize(&mut rest).map_err(|e| corrupt(e.to_string()))?;
+    let value = match (&node, rest.split_first()) {
+        (_, None) => None,
+        (Node::Leaf(_), Some((&LEAF_VALUE_TAG, value))) => Some(value.to_vec()),
+        (Node::Leaf(_), Some(_)) => return Err(corrupt("bad leaf value tag".into())),
+        (_, Some(_)) => return Err(corrupt("bytes after a node that carries no value".into())),
+    };
+    Ok((node, value))
+}
+
+/// The `depth`-th nibble of a key hash (the child taken at that depth of the tree).
+fn nibble(kh: &KeyHash, depth: usize) -> u8 {
+    let byte = kh.0[depth / 2];
+    if depth.is_multiple_of(2) {
+        byte >> 4
+    } else {
+        byte & 0x0f
+    }
+}
+
+/// The key of the root node of `version`.
+fn root_key(version: Version) -> NodeKey {
+    NodeKey::new(version, std::iter::empty::<u8>().map(Into::into).collect())
 }
 
 fn value_db_key(kh: &KeyHash, version: Version) -> Vec<u8> {
@@ -288,38 +328,62 @@ struct Reader<'a, B> {
     cache: Option<&'a NodeCache>,
 }
 
-impl<B: KvBackend> TreeReader for Reader<'_, B> {
-    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
-        let cache = self.cache.filter(|c| c.serves(node_key.version()));
-        if let Some(node) = cache.and_then(|c| c.get(node_key)) {
-            return Ok(Some(node));
+/// A node and, when it is a leaf read from the store, the value it carries (`Some(None)`: an
+/// older leaf without one; `None`: not read from the store, so not known here).
+type Fetched = (Node, Option<Option<OwnedValue>>);
+
+impl<B: KvBackend> Reader<'_, B> {
+    /// The node at `nk` and, when it is a leaf read from the store, the value it carries
+    /// (`Some(None)`: an old leaf without one). A node served by the cache comes without.
+    fn fetch(&self, nk: &NodeKey) -> Result<Option<Fetched>, StorageError> {
+        let cache = self.cache.filter(|c| c.serves(nk.version()));
+        if let Some(node) = cache.and_then(|c| c.get(nk)) {
+            return Ok(Some((node, None)));
         }
-        let key = node_db_key(node_key)?;
-        match self.backend.get(Column::JmtNodes, &key)? {
-            None => Ok(None),
-            Some(bytes) => {
-                let node = borsh::from_slice::<Node>(&bytes).map_err(|e| {
-                    anyhow::Error::from(StorageError::corrupt(
-                        Column::JmtNodes,
-                        &key,
-                        e.to_string(),
-                    ))
-                })?;
-                if let Some(c) = cache {
-                    c.insert([(node_key.clone(), node.clone())]);
-                }
-                Ok(Some(node))
+        let key = node_db_key(nk)?;
+        let Some(bytes) = self.backend.get(Column::JmtNodes, &key)? else {
+            return Ok(None);
+        };
+        let (node, value) = decode_record(&key, &bytes)?;
+        if let Some(c) = cache {
+            c.insert([(nk.clone(), node.clone())]);
+        }
+        Ok(Some((node, Some(value))))
+    }
+
+    /// The value a leaf carries, read from the store (older leaves: from `JmtValues`).
+    fn leaf_value(
+        &self,
+        nk: &NodeKey,
+        kh: KeyHash,
+        carried: Option<Option<OwnedValue>>,
+    ) -> Result<Option<OwnedValue>, StorageError> {
+        let carried = match carried {
+            Some(carried) => carried,
+            None => {
+                let key = node_db_key(nk)?;
+                let bytes = self
+                    .backend
+                    .get(Column::JmtNodes, &key)?
+                    .ok_or_else(|| StorageError::Tree(format!("leaf {} is gone", hex(&key))))?;
+                decode_record(&key, &bytes)?.1
             }
+        };
+        match carried {
+            Some(value) => Ok(Some(value)),
+            None => self.legacy_value(nk.version(), kh),
         }
     }
 
-    fn get_value_option(
+    /// The newest value at or below `max_version` in `JmtValues` (data written before leaves
+    /// carried their values).
+    fn legacy_value(
         &self,
         max_version: Version,
-        key_hash: KeyHash,
-    ) -> anyhow::Result<Option<OwnedValue>> {
-        let start = value_db_key(&key_hash, max_version);
-        let mut end = value_db_key(&key_hash, 0);
+        kh: KeyHash,
+    ) -> Result<Option<OwnedValue>, StorageError> {
+        let start = value_db_key(&kh, max_version);
+        let mut end = value_db_key(&kh, 0);
         end.push(0); // just past the oldest possible entry for this key hash
         let rows = self.backend.range(Column::JmtValues, &start, &end, 1)?;
         let Some((k, v)) = rows.into_iter().next() else {
@@ -328,8 +392,64 @@ impl<B: KvBackend> TreeReader for Reader<'_, B> {
         match v.split_first() {
             Some((0, [])) => Ok(None),
             Some((1, rest)) => Ok(Some(rest.to_vec())),
-            _ => Err(StorageError::corrupt(Column::JmtValues, &k, "bad value tag").into()),
+            _ => Err(StorageError::corrupt(
+                Column::JmtValues,
+                &k,
+                "bad value tag",
+            )),
         }
+    }
+
+    /// The value of `kh` in the tree of `version`: the walk from that version's root to the
+    /// key's leaf, if it has one.
+    fn value_at(&self, version: Version, kh: KeyHash) -> Result<Option<OwnedValue>, StorageError> {
+        let mut nk = root_key(version);
+        // A key hash has 64 nibbles: a leaf is at most that deep.
+        for depth in 0..=64 {
+            let (node, carried) = self.fetch(&nk)?.ok_or_else(|| {
+                if depth == 0 {
+                    StorageError::UnknownVersion(version)
+                } else {
+                    StorageError::Tree(format!(
+                        "missing node at version {} depth {depth}",
+                        nk.version()
+                    ))
+                }
+            })?;
+            match node {
+                Node::Null => return Ok(None),
+                Node::Leaf(leaf) if leaf.key_hash() == kh => {
+                    return self.leaf_value(&nk, kh, carried)
+                }
+                Node::Leaf(_) => return Ok(None),
+                Node::Internal(internal) => {
+                    if depth == 64 {
+                        break;
+                    }
+                    match internal.get_only_child_without_siblings(&nk, nibble(&kh, depth).into()) {
+                        Some(child) => nk = child,
+                        None => return Ok(None),
+                    }
+                }
+            }
+        }
+        Err(StorageError::Tree(format!(
+            "no leaf within 64 levels at version {version}"
+        )))
+    }
+}
+
+impl<B: KvBackend> TreeReader for Reader<'_, B> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        Ok(self.fetch(node_key)?.map(|(node, _)| node))
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        Ok(self.value_at(max_version, key_hash)?)
     }
 
     fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
@@ -437,10 +557,41 @@ impl<B: KvBackend> StateTree<B> {
         };
         self.values.stage(version, root.0, writes);
 
+        // Each new leaf carries its key's value: the one written now, or (a leaf moved down or
+        // up by another key's insertion or deletion) the value it had at the previous version.
+        let written: HashMap<KeyHash, &OwnedValue> = update
+            .node_batch
+            .values()
+            .iter()
+            .filter_map(|((_, kh), v)| Some((*kh, v.as_ref()?)))
+            .collect();
         let mut batch = WriteBatch::new();
         for (nk, node) in update.node_batch.nodes() {
-            let bytes =
+            let mut bytes =
                 borsh::to_vec(node).map_err(|e| StorageError::Tree(format!("encode node: {e}")))?;
+            if let Node::Leaf(leaf) = node {
+                let kh = leaf.key_hash();
+                let moved;
+                let value = match written.get(&kh) {
+                    Some(v) => *v,
+                    None => {
+                        moved = match version.checked_sub(1) {
+                            Some(prev) => self.value_by_hash(kh, prev)?,
+                            None => None,
+                        }
+                        .ok_or_else(|| {
+                            StorageError::Tree(format!(
+                                "leaf of key hash {} has no value at version {version}",
+                                hex(&kh.0)
+                            ))
+                        })?;
+                        &moved
+                    }
+                };
+                bytes.reserve(1 + value.len());
+                bytes.push(LEAF_VALUE_TAG);
+                bytes.extend_from_slice(value);
+            }
             batch.put(Column::JmtNodes, node_db_key(nk)?, bytes);
         }
         // Cached once this version is seen in the store with this root (see `NodeCache`).
@@ -454,18 +605,6 @@ impl<B: KvBackend> StateTree<B> {
                 .map(|(nk, node)| (nk.clone(), node.clone()))
                 .collect(),
         );
-        for ((v, kh), value) in update.node_batch.values() {
-            let encoded = match value {
-                None => vec![0],
-                Some(val) => {
-                    let mut e = Vec::with_capacity(val.len() + 1);
-                    e.push(1);
-                    e.extend_from_slice(val);
-                    e
-                }
-            };
-            batch.put(Column::JmtValues, value_db_key(kh, *v), encoded);
-        }
         tracing::trace!(version, root = %hex(&root.0), nodes = batch.len(), "state applied");
         Ok((root.0, batch))
     }
@@ -498,8 +637,15 @@ impl<B: KvBackend> StateTree<B> {
             return Ok(value);
         }
         self.require_root(version)?;
-        let reader = self.reader();
-        let value = Jmt::new(&reader).get(kh, version).map_err(from_jmt)?;
+        self.value_by_hash(kh, version)
+    }
+
+    /// Value of the key with hash `kh` as of `version` (which must have a root).
+    fn value_by_hash(&self, kh: KeyHash, version: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some(value) = self.values.get(&kh, version) {
+            return Ok(value);
+        }
+        let value = self.reader().value_at(version, kh)?;
         self.values.read(kh, version, &value);
         Ok(value)
     }
@@ -698,5 +844,97 @@ mod tests {
             hex(&root),
             "33c962c1e6c5101b78cb4a4a0601f2313c0009f6985b16ecd35951f3b774327e"
         );
+    }
+
+    /// Rewrites a version's batch in the layout of data folders written before leaves carried
+    /// their values: leaves without values, and a `JmtValues` row for each key `updates` set
+    /// (none for a leaf that only moved).
+    fn older_layout(batch: WriteBatch, version: u64, updates: &Updates) -> WriteBatch {
+        let set: HashMap<KeyHash, Option<Vec<u8>>> = updates
+            .iter()
+            .map(|(k, v)| (key_hash(k), v.clone()))
+            .collect();
+        let mut out = WriteBatch::new();
+        for (col, key, value) in batch.into_ops() {
+            assert_eq!(col, Column::JmtNodes);
+            let bytes = value.unwrap();
+            let (node, carried) = decode_record(&key, &bytes).unwrap();
+            if let Node::Leaf(_) = node {
+                assert!(carried.is_some(), "every new leaf carries its value");
+            }
+            out.put(col, key, borsh::to_vec(&node).unwrap());
+        }
+        for (kh, value) in set {
+            let row = match value {
+                None => vec![0],
+                Some(v) => [vec![1], v].concat(),
+            };
+            out.put(Column::JmtValues, value_db_key(&kh, version), row);
+        }
+        out
+    }
+
+    /// A data folder written in the older layout (values in `JmtValues`) still reads, and new
+    /// versions written on top of it (leaves that carry values, and older leaves moved by new
+    /// keys, whose values come from `JmtValues`) read as a model says, at every version, from
+    /// a tree with empty caches; proofs verify.
+    #[test]
+    fn older_layout_still_reads_and_grows() {
+        let backend = Arc::new(MemoryBackend::default());
+        let tree = StateTree::new(backend.clone());
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut history = Vec::new();
+        for version in 0..60u64 {
+            let updates: Updates = (0..1 + next() % 40)
+                .map(|_| {
+                    let key = format!("k{}", next() % 300).into_bytes();
+                    let value = (next() % 5 != 0).then(|| next().to_le_bytes().to_vec());
+                    (key, value)
+                })
+                .collect();
+            for (k, v) in &updates {
+                match v {
+                    Some(v) => model.insert(k.clone(), v.clone()),
+                    None => model.remove(k),
+                };
+            }
+            let (root, batch) = tree.apply(version, updates.clone()).unwrap();
+            let batch = if version < 30 {
+                older_layout(batch, version, &updates)
+            } else {
+                assert!(
+                    batch.iter().all(|(col, _, _)| col == Column::JmtNodes),
+                    "no value rows"
+                );
+                batch
+            };
+            backend.write(batch, false).unwrap();
+            assert_eq!(tree.root(version).unwrap(), Some(root));
+            history.push((root, model.clone()));
+        }
+        let fresh = StateTree::new(backend.clone());
+        for (version, (root, snap)) in history.iter().enumerate() {
+            for k in 0..300 {
+                let key = format!("k{k}").into_bytes();
+                let want = snap.get(&key).cloned();
+                assert_eq!(
+                    fresh.get(&key, version as u64).unwrap(),
+                    want,
+                    "v{version} k{k}"
+                );
+                if k % 10 == 0 {
+                    let (got, proof) = fresh.get_with_proof(&key, version as u64).unwrap();
+                    assert_eq!(got, want);
+                    proof.verify(*root, &key, want.as_deref()).unwrap();
+                }
+            }
+        }
     }
 }
