@@ -11,8 +11,8 @@ use crate::rng::Rng;
 use netchain_consensus::Core;
 use netchain_crypto::Keypair;
 use netchain_types::{
-    Block, ConsensusMessage, Digest, Proposal, Signature, SignedTransaction, Timeout,
-    ValidatorIndex, Vote,
+    Batch, BatchInfo, Block, ConsensusMessage, Digest, ProofOfAvailability, Proposal, Signature,
+    SignedTransaction, Timeout, ValidatorIndex, Vote,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,10 +39,33 @@ pub struct Adversary {
     twins: BTreeMap<u64, Digest>,
     /// Transactions it has passed on (to replay in later blocks).
     seen_txs: Vec<SignedTransaction>,
+    /// Its forged batches, by digest, with the acknowledgements they drew.
+    forged: BTreeMap<Digest, Forged>,
+    /// Proofs it made for forged batches, to slip into its proposals.
+    forged_proofs: Vec<ProofOfAvailability>,
+    /// Draws of the batch forgery only (so runs without it draw as before).
+    forge_rng: Rng,
+    /// Forged batches sent.
+    pub batches_forged: u64,
+    /// Proofs of availability made for forged batches (sent alone or in proposals).
+    pub proofs_forged: u64,
+}
+
+/// A batch sent with a forged transaction signature.
+struct Forged {
+    info: BatchInfo,
+    /// Acknowledgements (its own included): signature and whether the signer said it checked.
+    acks: BTreeMap<ValidatorIndex, (Signature, bool)>,
+    /// Proofs were made from them already.
+    proved: bool,
 }
 
 /// Old transactions kept for replays.
 const SEEN_TXS_MAX: usize = 64;
+/// Forged batches followed at once.
+const FORGED_MAX: usize = 32;
+/// Proofs of forged batches kept for proposals.
+const FORGED_PROOFS_MAX: usize = 8;
 
 impl Adversary {
     /// The layer of validator `index` with `behaviour`.
@@ -50,8 +73,13 @@ impl Adversary {
         index: ValidatorIndex,
         behaviour: Byzantine,
         setup: Arc<ChainSetup>,
-        rng: Rng,
+        mut rng: Rng,
     ) -> Self {
+        let forge_rng = if behaviour.forge_batches {
+            rng.fork()
+        } else {
+            Rng::new(0)
+        };
         Self {
             keypair: setup.keys[index as usize].clone(),
             index,
@@ -60,6 +88,11 @@ impl Adversary {
             rng,
             twins: BTreeMap::new(),
             seen_txs: Vec::new(),
+            forged: BTreeMap::new(),
+            forged_proofs: Vec::new(),
+            forge_rng,
+            batches_forged: 0,
+            proofs_forged: 0,
         }
     }
 
@@ -116,6 +149,9 @@ impl Adversary {
         }
         let mut out = match msg {
             ConsensusMessage::Proposal(p) => self.proposal(route, p),
+            ConsensusMessage::Batch { batch, checkers } if b.forge_batches => {
+                self.batch(route, batch, checkers)
+            }
             ConsensusMessage::Vote(v) if b.double_vote => {
                 let other = self
                     .twins
@@ -150,9 +186,127 @@ impl Adversary {
         out
     }
 
+    /// Its batch as its core sent it and, sometimes, a copy with one transaction's signature
+    /// forged, whose checkers are nobody, itself, or every honest validator.
+    fn batch(
+        &mut self,
+        route: Route,
+        batch: Batch,
+        checkers: Vec<ValidatorIndex>,
+    ) -> Vec<(Route, ConsensusMessage)> {
+        let mut out = Vec::new();
+        if !batch.txs.is_empty() && self.forge_rng.chance(500) {
+            let mut forged = batch.clone();
+            let i = self.forge_rng.below(forged.txs.len() as u64) as usize;
+            let bit = self.forge_rng.below(8);
+            forged.txs[i].signature.0[self.forge_rng.below(64) as usize] ^= 1 << bit;
+            let asked = match self.forge_rng.below(3) {
+                0 => Vec::new(),
+                1 => vec![self.index],
+                _ => self.others(),
+            };
+            let info = forged.info();
+            let own = self
+                .keypair
+                .sign(&info.acknowledgement_message(self.chain(), true));
+            self.forged.insert(
+                info.digest,
+                Forged {
+                    info,
+                    acks: BTreeMap::from([(self.index, (own, true))]),
+                    proved: false,
+                },
+            );
+            if self.forged.len() > FORGED_MAX {
+                self.forged.pop_first();
+            }
+            self.batches_forged += 1;
+            out.push((
+                Route::All,
+                ConsensusMessage::Batch {
+                    batch: forged,
+                    checkers: asked,
+                },
+            ));
+        }
+        out.push((route, ConsensusMessage::Batch { batch, checkers }));
+        out
+    }
+
+    /// Sees what reaches its validator: acknowledgements of its forged batches become proofs
+    /// once there are a quorum of them (n - f signers), one proof that lists who only stored
+    /// the batch (too few checks, unless an honest validator vouched for a forged signature)
+    /// and one that claims every signer checked it (their signatures are over the stored
+    /// message). Both go to every validator.
+    pub fn incoming(
+        &mut self,
+        from: ValidatorIndex,
+        msg: &ConsensusMessage,
+    ) -> Vec<(Route, ConsensusMessage)> {
+        let ConsensusMessage::BatchAck {
+            info,
+            author,
+            checked,
+            signature,
+        } = msg
+        else {
+            return Vec::new();
+        };
+        let n = self.setup.committee.size();
+        let quorum = n - (n - 1) / 3;
+        let Some(f) = self.forged.get_mut(&info.digest) else {
+            return Vec::new();
+        };
+        if *author != from || f.info != *info || f.proved {
+            return Vec::new();
+        }
+        f.acks.insert(*author, (*signature, *checked));
+        if f.acks.len() < quorum {
+            return Vec::new();
+        }
+        f.proved = true;
+        let signers: Vec<(ValidatorIndex, Signature)> =
+            f.acks.iter().map(|(v, (sig, _))| (*v, *sig)).collect();
+        let stored_only = f
+            .acks
+            .iter()
+            .filter(|(_, (_, checked))| !checked)
+            .map(|(v, _)| *v)
+            .collect();
+        let truthful = ProofOfAvailability {
+            info: f.info,
+            signers: signers.clone(),
+            stored_only,
+        };
+        let lying = ProofOfAvailability {
+            info: f.info,
+            signers,
+            stored_only: Vec::new(),
+        };
+        self.proofs_forged += 2;
+        for p in [&truthful, &lying] {
+            if self.forged_proofs.len() >= FORGED_PROOFS_MAX {
+                self.forged_proofs.remove(0);
+            }
+            self.forged_proofs.push(p.clone());
+        }
+        vec![
+            (Route::All, ConsensusMessage::Proof(truthful)),
+            (Route::All, ConsensusMessage::Proof(lying)),
+        ]
+    }
+
     fn proposal(&mut self, route: Route, p: Proposal) -> Vec<(Route, ConsensusMessage)> {
         let b = self.behaviour.clone();
         let mut p = p;
+        if b.forge_batches && !self.forged_proofs.is_empty() && self.forge_rng.chance(300) {
+            // A proof of a forged batch among its block's, re-signed: only the proof's own
+            // rules can refuse the block.
+            let i = self.forge_rng.below(self.forged_proofs.len() as u64) as usize;
+            p.block.batches.push(self.forged_proofs[i].clone());
+            p = self.sign_block(p.block);
+            self.proofs_forged += 1;
+        }
         if b.tamper_payload {
             self.tamper(&mut p.block.payload);
             p = self.sign_block(p.block);

@@ -52,6 +52,15 @@ pub enum Violation {
         /// Second height.
         second: u64,
     },
+    /// An honest validator applied a transaction whose signature does not verify.
+    AppliedUnverified {
+        /// Transaction.
+        tx: TxId,
+        /// Height.
+        height: u64,
+        /// Validator.
+        validator: ValidatorIndex,
+    },
     /// Sum of balances changed.
     BalanceNotConserved {
         /// Height.
@@ -265,6 +274,13 @@ impl Checker {
                 validator: v,
                 height: e.height,
                 reason: "executed a block that is not the committed one".into(),
+            });
+        }
+        if let Some(&tx) = e.applied_unverified.first() {
+            return Err(Violation::AppliedUnverified {
+                tx,
+                height: e.height,
+                validator: v,
             });
         }
         if e.total_balance != self.total_balance {

@@ -80,8 +80,8 @@ pub fn report(outcome: &Outcome) -> String {
         },
         if outcome.plan.batching {
             format!(
-                "; batching: {} proofs committed (all instances), {} batch fetches",
-                s.batches_committed, s.batch_fetches
+                "; batching: {} proofs committed (all instances), {} batch fetches, {} forged batches, {} forged proofs",
+                s.batches_committed, s.batch_fetches, s.batches_forged, s.proofs_forged
             )
         } else {
             String::new()

@@ -26,6 +26,12 @@ pub struct Byzantine {
     pub tamper_payload: bool,
     /// Silently drops this share of its outgoing messages (per mille).
     pub withhold_per_mille: u32,
+    /// Batch mode: sends copies of its batches with a forged transaction signature, asking no
+    /// honest validator (or only honest ones) to check them, and turns the acknowledgements
+    /// they draw into proofs of availability: one that lists its stored-only signers, one that
+    /// claims every signer checked. Honest validators must refuse both, and never apply the
+    /// forged transaction.
+    pub forge_batches: bool,
 }
 
 impl Byzantine {
@@ -45,6 +51,8 @@ impl Byzantine {
                 } else {
                     0
                 },
+                // Drawn by the plan on its own stream (see `Plan::draw`).
+                forge_batches: false,
             };
             if b != Self::default() {
                 return b;
@@ -165,6 +173,11 @@ impl Plan {
             }
             byzantine.sort_by_key(|b| b.0);
             twins.sort();
+            // Drawn apart from the rest, so the other parameters of every seed stay as they were.
+            let mut forge = Rng::new(seed ^ 0x00F0_46ED_BA7C);
+            for (_, b) in byzantine.iter_mut() {
+                b.forge_batches = forge.chance(500);
+            }
         }
         let instances = validators + twins.len();
         let skew_max = *rng.pick(&[0, 50, 500, 3_000]);

@@ -36,6 +36,14 @@ fn batches_with_proofs_of_availability_keep_every_property() {
         "Byzantine runs"
     );
     assert!(count(&|o| !o.plan.twins.is_empty()) >= 20, "Twins runs");
+    // Byzantine authors sent batches with a forged signature and made proofs of them from the
+    // acknowledgements they drew; no honest validator accepted one (the checker's
+    // `AppliedUnverified` verifies every applied transaction's signature itself).
+    assert!(
+        count(&|o| o.stats.batches_forged > 0) >= 20,
+        "forged batches"
+    );
+    assert!(count(&|o| o.stats.proofs_forged > 0) >= 12, "forged proofs");
     assert!(count(&|o| o.stats.crashes > 0) >= 40, "crash/restart runs");
     assert!(count(&|o| o.plan.validators == 7) >= 50, "7-validator runs");
 }

@@ -17,7 +17,7 @@ use netchain_storage::{ChainStore, ChainTip, WriteBatch};
 use netchain_types::registry::Governance;
 use netchain_types::{
     codec, Batch, Block, Checkpoint, Committee, ConsensusMessage, Digest, PublicKey, QuorumCert,
-    Receipt, SignedTransaction, ValidatorIndex,
+    Receipt, SignedTransaction, TxId, ValidatorIndex,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -94,6 +94,9 @@ pub struct Executed {
     pub receipts: Vec<Receipt>,
     /// Sum of all genesis accounts' balances after the block.
     pub total_balance: u128,
+    /// Transactions applied whose signature does not verify (checked here, apart from the
+    /// executor, which trusts a proof of availability for a batch's signatures).
+    pub applied_unverified: Vec<TxId>,
 }
 
 /// What handling one input produced, for the world to route and check.
@@ -783,12 +786,21 @@ fn execute_one(
                 .balance as u128
         })
         .sum();
+    let applied_unverified = exec
+        .receipts
+        .iter()
+        .filter(|r| r.outcome == netchain_types::TxOutcome::Applied)
+        .filter_map(|r| txs.get(r.index as usize))
+        .filter(|tx| verify_transaction(tx).is_err())
+        .map(|tx| tx.id())
+        .collect();
     Executed {
         height: block.height,
         block_id: block.id(),
         state_root: exec.state_root,
         receipts: exec.receipts,
         total_balance,
+        applied_unverified,
     }
 }
 

@@ -73,6 +73,10 @@ pub struct Stats {
     pub batches_committed: u64,
     /// Batch mode: requests for a committed batch that an executing instance did not hold.
     pub batch_fetches: u64,
+    /// Batch mode: batches with a forged signature that Byzantine validators sent.
+    pub batches_forged: u64,
+    /// Batch mode: proofs of availability Byzantine validators made for forged batches.
+    pub proofs_forged: u64,
 }
 
 /// How a run ended.
@@ -383,6 +387,10 @@ impl World {
         self.stats.height = self.checker.committed_height();
         self.stats.txs = self.clients.created;
         self.stats.acknowledged = self.clients.acknowledged;
+        for adv in self.adversaries.iter().flatten() {
+            self.stats.batches_forged += adv.batches_forged;
+            self.stats.proofs_forged += adv.proofs_forged;
+        }
         Outcome {
             plan: self.plan,
             hash: *self.hasher.finalize().as_bytes(),
@@ -561,6 +569,13 @@ impl World {
                 self.history.pop_front();
             }
             self.history.push_back((from, msg.clone()));
+        }
+        let extra = match self.adversaries[to].as_mut() {
+            Some(adv) => adv.incoming(from, &msg),
+            None => Vec::new(),
+        };
+        for (route, m) in extra {
+            self.route(to, route, m);
         }
         let now = self.local_now(to);
         let effects = self.instances[to].on_message(now, from, msg);
