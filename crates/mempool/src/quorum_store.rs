@@ -831,7 +831,8 @@ impl QuorumStore {
 
     /// After a restart: the timestamp of the executed tip, and the batches this validator
     /// acknowledged and persisted before. Those that expired before the tip, of another chain or
-    /// of a stranger are not taken back and are returned (for deletion).
+    /// of a stranger are not taken back and are returned (for deletion). Its own batches collect
+    /// acknowledgements again, from the next [`QuorumStore::resend_due`].
     pub fn restore(&mut self, tip_ms: u64, batches: Vec<Batch>) -> Vec<BatchInfo> {
         self.committed_ms = self.committed_ms.max(tip_ms);
         let mut refused = Vec::new();
@@ -853,6 +854,22 @@ impl QuorumStore {
             // kept); its own were checked at admission.
             let own = batch.author == self.me;
             self.store(Arc::new(batch), info, false, own);
+            if own && !self.own.contains_key(&info.digest) {
+                // Its own batches collect acknowledgements again (the ones before the restart
+                // are gone): sent to every peer at the next `resend_due`, as a batch short of
+                // its quorum is, asking as many to check it as checks are missing.
+                let signature = self.keypair.sign(&info.ack_message(&self.chain_id));
+                self.own.insert(
+                    info.digest,
+                    Own {
+                        info,
+                        acks: BTreeMap::from([(self.me, (signature, true))]),
+                        sent_ms: 0,
+                        checkers: Vec::new(),
+                        asked_ms: 0,
+                    },
+                );
+            }
         }
         refused
     }

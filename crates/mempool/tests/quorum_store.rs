@@ -527,6 +527,43 @@ fn acknowledged_batches_come_back_after_a_restart_unless_expired_before_the_tip(
     assert!(!checked);
 }
 
+/// A validator restarted with its own batch unproven sends it again at once (its
+/// acknowledgements are gone), to every peer, asking one to check it; the acknowledgements make a
+/// proof that verifies.
+#[test]
+fn own_batches_restored_after_a_restart_collect_acknowledgements_again() {
+    let f = Fixture::new();
+    let mut qs = stores(&f, &QuorumStoreConfig::default());
+    // Validator 0's batch: only validator 1 acknowledged it (stored, unchecked) before the crash.
+    let (batch, _, made) = qs[0].make_batch(NOW, vec![signed_tx(1, 0), signed_tx(2, 0)]);
+    assert!(made.is_empty());
+    ack_to_author(&mut qs, 1, &batch, false, NOW);
+    qs[0] = QuorumStore::new(
+        QuorumStoreConfig::default(),
+        CHAIN,
+        f.committee.clone(),
+        0,
+        f.keys[0].clone(),
+    );
+    assert!(qs[0].restore(NOW, vec![batch.clone()]).is_empty());
+    let resend = qs[0].resend_due(NOW + 1, 1_000);
+    assert_eq!(resend.len(), 1, "sent again at once");
+    assert_eq!(resend[0].batch.digest(), batch.digest());
+    assert_eq!(resend[0].to, vec![1, 2, 3]);
+    assert_eq!(resend[0].checkers, vec![1], "one check missing (f = 1)");
+    // Nothing more until the resend interval has passed.
+    assert!(qs[0].resend_due(NOW + 2, 1_000).is_empty());
+    // Validator 1 checks the batch it stored; validator 2 stores it: with the author's own, a
+    // quorum of 3, two of them checked.
+    let (checked, none) = ack_to_author(&mut qs, 1, &batch, true, NOW + 2);
+    assert!(checked && none.is_empty());
+    let (_, proofs) = ack_to_author(&mut qs, 2, &batch, false, NOW + 2);
+    assert_eq!(proofs.len(), 1);
+    assert_eq!(proofs[0].info.digest, batch.digest());
+    assert!(proofs[0].checked_by(0) && proofs[0].checked_by(1) && !proofs[0].checked_by(2));
+    verify_proofs(CHAIN, &f.committee, &proofs).unwrap();
+}
+
 /// Validator `i` stores `batch` and acknowledges it (checked or not); the author takes it in.
 /// Whether the acknowledgement is a checked one, and the proofs the author releases.
 fn ack_to_author(
