@@ -188,6 +188,23 @@ pub struct StepReport {
     pub cpu: Vec<ProcessCpu>,
     /// CPU microseconds per committed transaction, all processes together.
     pub cpu_us_per_tx: Option<f64>,
+    /// Blocks that committed the step's transactions.
+    pub blocks: u64,
+    /// Median of the step's transactions per such block.
+    pub txs_per_block_p50: Option<u64>,
+    /// Most of the step's transactions in one block.
+    pub txs_per_block_max: Option<u64>,
+}
+
+/// Blocks, median and largest of the non-zero transaction counts per block.
+pub(crate) fn block_sizes(mut counts: Vec<u64>) -> (u64, Option<u64>, Option<u64>) {
+    counts.retain(|&c| c > 0);
+    counts.sort_unstable();
+    (
+        counts.len() as u64,
+        counts.get(counts.len() / 2).copied(),
+        counts.last().copied(),
+    )
 }
 
 /// The whole report.
@@ -358,6 +375,14 @@ fn print_report(report: &BenchReport, json: bool) -> anyhow::Result<()> {
                 "    CPU: {} | {} µs CPU per committed transaction",
                 cpu.join(", "),
                 s.cpu_us_per_tx.map_or("-".into(), |v| format!("{v:.0}"))
+            );
+        }
+        if s.blocks > 0 {
+            println!(
+                "    blocks: {} with these transactions, {} per block at the median, {} at most",
+                s.blocks,
+                s.txs_per_block_p50.unwrap_or(0),
+                s.txs_per_block_max.unwrap_or(0)
             );
         }
     }
@@ -630,6 +655,8 @@ struct Tracker {
     reapplied: u64,
     latencies_ms: Vec<u64>,
     last_commit_us: u64,
+    /// Transactions applied per block height (at most one entry per committed block).
+    per_height: BTreeMap<u64, u64>,
 }
 
 /// Offers `txs` at `rate` and measures them.
@@ -653,6 +680,7 @@ async fn offer(
         reapplied: 0,
         latencies_ms: Vec::with_capacity(total),
         last_commit_us: 0,
+        per_height: BTreeMap::new(),
     }));
     let start = Instant::now();
     let from = clients[0].status().await?.height;
@@ -756,6 +784,8 @@ async fn offer(
     let mut lat = t.latencies_ms.clone();
     let pct = percentiles(&mut lat);
     let cpu_total: f64 = cpu.iter().map(|c| c.cpu_secs).sum();
+    let (blocks, txs_per_block_p50, txs_per_block_max) =
+        block_sizes(t.per_height.values().copied().collect());
     Ok(StepReport {
         offered_tps: rate,
         offer_secs,
@@ -777,6 +807,9 @@ async fn offer(
         cpu_us_per_tx: (committed > 0 && !cpu.is_empty())
             .then(|| cpu_total * 1e6 / committed as f64),
         cpu,
+        blocks,
+        txs_per_block_p50,
+        txs_per_block_max,
     })
 }
 
@@ -809,6 +842,7 @@ async fn read_commits(
                     let sent = t.sent_us[i];
                     t.latencies_ms.push(now_us.saturating_sub(sent) / 1_000);
                     t.last_commit_us = now_us;
+                    *t.per_height.entry(ev.height).or_insert(0) += 1;
                 }
                 (_, false) => {
                     t.outcome[i] = 2;
@@ -992,4 +1026,17 @@ async fn local_currency(args: BenchArgs) -> anyhow::Result<()> {
         bail!("the books did not reconcile");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_sizes_count_blocks_with_transactions() {
+        assert_eq!(block_sizes(vec![]), (0, None, None));
+        assert_eq!(block_sizes(vec![0, 0]), (0, None, None));
+        assert_eq!(block_sizes(vec![5, 0, 1, 9]), (3, Some(5), Some(9)));
+        assert_eq!(block_sizes(vec![4, 2, 8, 6]), (4, Some(6), Some(8)));
+    }
 }

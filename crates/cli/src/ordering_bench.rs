@@ -120,6 +120,8 @@ struct Tally {
     committed: u64,
     refused: u64,
     last_commit_us: u64,
+    /// Transactions per committed block with any (one entry per block).
+    block_txs: Vec<u64>,
 }
 
 /// Runs the steps (one, or a ramp) against an ordering-only chain.
@@ -180,6 +182,7 @@ async fn offer(
                     t.committed += count;
                     if count > 0 {
                         t.last_commit_us = start.elapsed().as_micros() as u64;
+                        t.block_txs.push(count);
                     }
                 })
                 .await
@@ -292,6 +295,8 @@ async fn offer(
     let committed = t.committed;
     let pct = crate::bench::percentiles(&mut t.latencies_ms);
     let cpu_total: f64 = cpu.iter().map(|c| c.cpu_secs).sum();
+    let (blocks, txs_per_block_p50, txs_per_block_max) =
+        crate::bench::block_sizes(std::mem::take(&mut t.block_txs));
     Ok(StepReport {
         offered_tps: rate,
         offer_secs,
@@ -310,6 +315,9 @@ async fn offer(
         cpu_us_per_tx: (committed > 0 && !cpu.is_empty())
             .then(|| cpu_total * 1e6 / committed as f64),
         cpu,
+        blocks,
+        txs_per_block_p50,
+        txs_per_block_max,
     })
 }
 
