@@ -262,7 +262,7 @@ impl<B: KvBackend> Executor<B> {
         let key = account_key(pk);
         match self.state.get(&key, version)? {
             Some(bytes) => Account::try_from_slice(&bytes).map_err(|e| StorageError::Corrupt {
-                col: netchain_storage::Column::JmtValues,
+                col: netchain_storage::Column::JmtNodes,
                 key_hex: hex_key(&key),
                 reason: e.to_string(),
             }),

@@ -109,7 +109,7 @@ pub(crate) fn decode_value<T: BorshDeserialize>(
     bytes: &[u8],
 ) -> Result<T, StorageError> {
     T::try_from_slice(bytes).map_err(|e| StorageError::Corrupt {
-        col: Column::JmtValues,
+        col: Column::JmtNodes,
         key_hex: key.iter().map(|b| format!("{b:02x}")).collect(),
         reason: e.to_string(),
     })

@@ -14,7 +14,7 @@ use netchain_types::{
     Batch, BatchInfo, Block, ConsensusMessage, Digest, ProofOfAvailability, Proposal, Signature,
     SignedTransaction, Timeout, ValidatorIndex, Vote,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// Where a message goes.
@@ -41,6 +41,8 @@ pub struct Adversary {
     seen_txs: Vec<SignedTransaction>,
     /// Its forged batches, by digest, with the acknowledgements they drew.
     forged: BTreeMap<Digest, Forged>,
+    /// Their digests, oldest first (the oldest is forgotten first).
+    forged_order: VecDeque<Digest>,
     /// Proofs it made for forged batches, to slip into its proposals.
     forged_proofs: Vec<ProofOfAvailability>,
     /// Draws of the batch forgery only (so runs without it draw as before).
@@ -89,6 +91,7 @@ impl Adversary {
             twins: BTreeMap::new(),
             seen_txs: Vec::new(),
             forged: BTreeMap::new(),
+            forged_order: VecDeque::new(),
             forged_proofs: Vec::new(),
             forge_rng,
             batches_forged: 0,
@@ -187,7 +190,7 @@ impl Adversary {
     }
 
     /// Its batch as its core sent it and, sometimes, a copy with one transaction's signature
-    /// forged, whose checkers are nobody, itself, or every honest validator.
+    /// forged, whose checkers are nobody, itself, or every other validator.
     fn batch(
         &mut self,
         route: Route,
@@ -217,8 +220,11 @@ impl Adversary {
                     proved: false,
                 },
             );
-            if self.forged.len() > FORGED_MAX {
-                self.forged.pop_first();
+            self.forged_order.push_back(info.digest);
+            if self.forged_order.len() > FORGED_MAX {
+                if let Some(old) = self.forged_order.pop_front() {
+                    self.forged.remove(&old);
+                }
             }
             self.batches_forged += 1;
             out.push((

@@ -176,7 +176,7 @@ impl Plan {
             // Drawn apart from the rest, so the other parameters of every seed stay as they were.
             let mut forge = Rng::new(seed ^ 0x00F0_46ED_BA7C);
             for (_, b) in byzantine.iter_mut() {
-                b.forge_batches = forge.chance(500);
+                b.forge_batches = opts.batching && forge.chance(500);
             }
         }
         let instances = validators + twins.len();

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use jmt::proof::SparseMerkleProof;
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
-use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, RootHash, SimpleHasher, Version};
+use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, RootHash, SimpleHasher, ValueHash, Version};
 
 use crate::error::hex;
 use crate::kv::{Column, KvBackend, WriteBatch};
@@ -88,6 +88,11 @@ fn nibble(kh: &KeyHash, depth: usize) -> u8 {
     } else {
         byte & 0x0f
     }
+}
+
+/// The leaf a key with this value has.
+fn leaf_of(kh: KeyHash, value: &[u8]) -> LeafNode {
+    LeafNode::new(kh, ValueHash::with::<Blake3Hasher>(value))
 }
 
 /// The key of the root node of `version`.
@@ -204,7 +209,7 @@ impl NodeCache {
 }
 
 /// The newest values of recently read or written keys, so that reading an account does not
-/// walk the tree and scan the store's versions of its value.
+/// walk the tree to its leaf.
 ///
 /// `complete_through` is a committed version V such that every entry `(since, value)` is the
 /// key's value at every version from `since` through V. Writes enter only when their version
@@ -355,9 +360,10 @@ impl<B: KvBackend> Reader<'_, B> {
     fn leaf_value(
         &self,
         nk: &NodeKey,
-        kh: KeyHash,
+        leaf: &LeafNode,
         carried: Option<Option<OwnedValue>>,
     ) -> Result<Option<OwnedValue>, StorageError> {
+        let kh = leaf.key_hash();
         let carried = match carried {
             Some(carried) => carried,
             None => {
@@ -369,9 +375,18 @@ impl<B: KvBackend> Reader<'_, B> {
                 decode_record(&key, &bytes)?.1
             }
         };
-        match carried {
-            Some(value) => Ok(Some(value)),
-            None => self.legacy_value(nk.version(), kh),
+        let value = match carried {
+            Some(value) => Some(value),
+            None => self.legacy_value(nk.version(), kh)?,
+        };
+        // The leaf commits to its value's hash: a value that does not match it is damaged.
+        match value {
+            Some(v) if leaf_of(kh, &v) == *leaf => Ok(Some(v)),
+            _ => Err(StorageError::corrupt(
+                Column::JmtNodes,
+                &node_db_key(nk)?,
+                "the leaf's value does not match its hash",
+            )),
         }
     }
 
@@ -417,9 +432,17 @@ impl<B: KvBackend> Reader<'_, B> {
                 }
             })?;
             match node {
-                Node::Null => return Ok(None),
+                // Only an empty tree's root is null.
+                Node::Null if depth == 0 => return Ok(None),
+                Node::Null => {
+                    return Err(StorageError::corrupt(
+                        Column::JmtNodes,
+                        &node_db_key(&nk)?,
+                        "a null node below the root",
+                    ))
+                }
                 Node::Leaf(leaf) if leaf.key_hash() == kh => {
-                    return self.leaf_value(&nk, kh, carried)
+                    return self.leaf_value(&nk, &leaf, carried)
                 }
                 Node::Leaf(_) => return Ok(None),
                 Node::Internal(internal) => {
@@ -579,9 +602,11 @@ impl<B: KvBackend> StateTree<B> {
                             Some(prev) => self.value_by_hash(kh, prev)?,
                             None => None,
                         }
+                        .filter(|v| leaf_of(kh, v) == *leaf)
                         .ok_or_else(|| {
                             StorageError::Tree(format!(
-                                "leaf of key hash {} has no value at version {version}",
+                                "moved leaf of key hash {} has no matching value before version \
+                                 {version}",
                                 hex(&kh.0)
                             ))
                         })?;
@@ -881,7 +906,7 @@ mod tests {
     #[test]
     fn older_layout_still_reads_and_grows() {
         let backend = Arc::new(MemoryBackend::default());
-        let tree = StateTree::new(backend.clone());
+        let mut tree = StateTree::new(backend.clone());
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
             state ^= state << 13;
@@ -904,6 +929,11 @@ mod tests {
                     Some(v) => model.insert(k.clone(), v.clone()),
                     None => model.remove(k),
                 };
+            }
+            // From version 30 on, a tree with empty caches each version, as after a restart
+            // on an older folder: the values of moved older leaves come from `JmtValues`.
+            if version >= 30 {
+                tree = StateTree::new(backend.clone());
             }
             let (root, batch) = tree.apply(version, updates.clone()).unwrap();
             let batch = if version < 30 {
@@ -935,6 +965,36 @@ mod tests {
                     proof.verify(*root, &key, want.as_deref()).unwrap();
                 }
             }
+        }
+    }
+
+    /// A value damaged on disk (the leaf's record intact but its value changed) is an error,
+    /// not an answer: the leaf commits to the value's hash.
+    #[test]
+    fn a_damaged_leaf_value_is_an_error() {
+        let backend = Arc::new(MemoryBackend::default());
+        let tree = StateTree::new(backend.clone());
+        let (_, batch) = tree.apply(0, puts(0..50, 1)).unwrap();
+        backend.write(batch, false).unwrap();
+        let mut damage = WriteBatch::new();
+        for (k, v) in backend
+            .range(Column::JmtNodes, &[], &[0xff; 64], usize::MAX)
+            .unwrap()
+        {
+            if let (Node::Leaf(_), Some(_)) = decode_record(&k, &v).unwrap() {
+                let mut v = v;
+                *v.last_mut().unwrap() ^= 1;
+                damage.put(Column::JmtNodes, k, v);
+            }
+        }
+        assert_eq!(damage.len(), 50);
+        backend.write(damage, false).unwrap();
+        let fresh = StateTree::new(backend.clone());
+        for (key, _) in puts(0..50, 1) {
+            assert!(matches!(
+                fresh.get(&key, 0),
+                Err(StorageError::Corrupt { .. })
+            ));
         }
     }
 }
