@@ -51,6 +51,8 @@ pub struct Adversary {
     pub batches_forged: u64,
     /// Proofs of availability made for forged batches (sent alone or in proposals).
     pub proofs_forged: u64,
+    /// Acknowledgements it sent as checked without checking.
+    pub checks_lied: u64,
 }
 
 /// A batch sent with a forged transaction signature.
@@ -96,6 +98,7 @@ impl Adversary {
             forge_rng,
             batches_forged: 0,
             proofs_forged: 0,
+            checks_lied: 0,
         }
     }
 
@@ -155,6 +158,11 @@ impl Adversary {
             ConsensusMessage::Batch { batch, checkers } if b.forge_batches => {
                 self.batch(route, batch, checkers)
             }
+            ConsensusMessage::BatchAck {
+                info,
+                checked: false,
+                ..
+            } if b.lie_checks => vec![(route, self.lying_ack(&info))],
             ConsensusMessage::Vote(v) if b.double_vote => {
                 let other = self
                     .twins
@@ -249,6 +257,12 @@ impl Adversary {
         from: ValidatorIndex,
         msg: &ConsensusMessage,
     ) -> Vec<(Route, ConsensusMessage)> {
+        if let ConsensusMessage::Batch { batch, .. } = msg {
+            if self.behaviour.lie_checks && batch.author == from && from != self.index {
+                return vec![(Route::To(from), self.lying_ack(&batch.info()))];
+            }
+            return Vec::new();
+        }
         let ConsensusMessage::BatchAck {
             info,
             author,
@@ -300,6 +314,19 @@ impl Adversary {
             (Route::All, ConsensusMessage::Proof(truthful)),
             (Route::All, ConsensusMessage::Proof(lying)),
         ]
+    }
+
+    /// A checked acknowledgement of `info`, whatever its batch holds.
+    fn lying_ack(&mut self, info: &BatchInfo) -> ConsensusMessage {
+        self.checks_lied += 1;
+        ConsensusMessage::BatchAck {
+            info: *info,
+            author: self.index,
+            checked: true,
+            signature: self
+                .keypair
+                .sign(&info.acknowledgement_message(self.chain(), true)),
+        }
     }
 
     fn proposal(&mut self, route: Route, p: Proposal) -> Vec<(Route, ConsensusMessage)> {

@@ -80,8 +80,8 @@ pub fn report(outcome: &Outcome) -> String {
         },
         if outcome.plan.batching {
             format!(
-                "; batching: {} proofs committed (all instances), {} batch fetches, {} forged batches, {} forged proofs",
-                s.batches_committed, s.batch_fetches, s.batches_forged, s.proofs_forged
+                "; batching: {} proofs committed (all instances), {} batch fetches, {} forged batches, {} forged proofs, {} lying checks",
+                s.batches_committed, s.batch_fetches, s.batches_forged, s.proofs_forged, s.checks_lied
             )
         } else {
             String::new()

@@ -32,6 +32,11 @@ pub struct Byzantine {
     /// claims every signer checked. Honest validators must refuse both, and never apply the
     /// forged transaction.
     pub forge_batches: bool,
+    /// Batch mode: acknowledges every peer's batch as checked without checking it (signed with
+    /// its real key), also batches its core refused: with another Byzantine validator's forged
+    /// batch, two checked acknowledgements that vouch for a forged signature. A proof needs
+    /// f + 1, so one of them must still be honest.
+    pub lie_checks: bool,
 }
 
 impl Byzantine {
@@ -53,6 +58,7 @@ impl Byzantine {
                 },
                 // Drawn by the plan on its own stream (see `Plan::draw`).
                 forge_batches: false,
+                lie_checks: false,
             };
             if b != Self::default() {
                 return b;
@@ -177,6 +183,7 @@ impl Plan {
             let mut forge = Rng::new(seed ^ 0x00F0_46ED_BA7C);
             for (_, b) in byzantine.iter_mut() {
                 b.forge_batches = opts.batching && forge.chance(500);
+                b.lie_checks = opts.batching && forge.chance(500);
             }
         }
         let instances = validators + twins.len();

@@ -44,6 +44,8 @@ fn batches_with_proofs_of_availability_keep_every_property() {
         "forged batches"
     );
     assert!(count(&|o| o.stats.proofs_forged > 0) >= 12, "forged proofs");
+    // And Byzantine checkers acknowledged batches as checked without checking them.
+    assert!(count(&|o| o.stats.checks_lied > 0) >= 40, "lying checkers");
     assert!(count(&|o| o.stats.crashes > 0) >= 40, "crash/restart runs");
     assert!(count(&|o| o.plan.validators == 7) >= 50, "7-validator runs");
 }

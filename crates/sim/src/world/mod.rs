@@ -77,6 +77,8 @@ pub struct Stats {
     pub batches_forged: u64,
     /// Batch mode: proofs of availability Byzantine validators made for forged batches.
     pub proofs_forged: u64,
+    /// Batch mode: acknowledgements Byzantine validators sent as checked without checking.
+    pub checks_lied: u64,
 }
 
 /// How a run ended.
@@ -390,6 +392,7 @@ impl World {
         for adv in self.adversaries.iter().flatten() {
             self.stats.batches_forged += adv.batches_forged;
             self.stats.proofs_forged += adv.proofs_forged;
+            self.stats.checks_lied += adv.checks_lied;
         }
         Outcome {
             plan: self.plan,
