@@ -664,17 +664,12 @@ impl QuorumStore {
             return Vec::new();
         };
         self.counts.certified += 1;
-        let stored_only = own
-            .acks
-            .iter()
-            .filter(|(_, (_, checked))| !checked)
-            .map(|(v, _)| *v)
-            .collect();
-        let proof = ProofOfAvailability {
-            info: own.info,
-            signers: own.acks.into_iter().map(|(v, (sig, _))| (v, sig)).collect(),
-            stored_only,
-        };
+        let proof = ProofOfAvailability::from_acknowledgements(
+            own.info,
+            own.acks
+                .into_iter()
+                .map(|(v, (sig, checked))| (v, sig, checked)),
+        );
         self.held.insert(proof.info.seq, (proof, self.clock_ms));
         self.release()
     }

@@ -326,18 +326,21 @@ impl BatchTask {
         if self.shared.store.batch_executed(&digest).unwrap_or(true) {
             return;
         }
-        let checked = {
+        let (checked, stored) = {
             let mut qs = qs.lock().expect("quorum store");
             if qs.is_committed(&digest) {
                 return;
             }
             match qs.ack_again_digest(&digest, from, check) {
-                Some(ack) => Ok(Some(ack)),
-                // Stored unchecked, and now asked to check it: it passed the cheap checks.
-                None if qs.stored_checked(&digest).is_some() => Ok(None),
-                None => qs
-                    .check_batch_with(now_ms(), from, &batch, &info)
-                    .map(|_| None),
+                Some(ack) => (Ok(Some(ack)), false),
+                // Stored unchecked, and now asked to check it: it passed the cheap checks, and
+                // is on disk already.
+                None if qs.stored_checked(&digest).is_some() => (Ok(None), true),
+                None => (
+                    qs.check_batch_with(now_ms(), from, &batch, &info)
+                        .map(|_| None),
+                    false,
+                ),
             }
         };
         match checked {
@@ -355,7 +358,12 @@ impl BatchTask {
             debug!(from, "batch dropped: signature checks are behind");
             return;
         }
-        match self.tx_check.try_send(ToCheck { batch, info, check }) {
+        match self.tx_check.try_send(ToCheck {
+            batch,
+            info,
+            check,
+            stored,
+        }) {
             Ok(()) => {
                 self.checking.insert(digest, from);
             }
@@ -371,6 +379,7 @@ impl BatchTask {
             info,
             ok,
             checked,
+            ..
         } = checked;
         self.checking.remove(&info.digest);
         let Some(qs) = &self.shared.quorum_store else {
@@ -487,7 +496,12 @@ fn spawn_batch_checker(
         .spawn(move || {
             for CheckedRound { good, bad } in checked {
                 // The acknowledgement promises availability, also after a crash.
-                let refs: Vec<_> = good.iter().map(|c| (c.info, &c.batch)).collect();
+                // Batches stored before (unchecked, now checked) are not written again.
+                let refs: Vec<_> = good
+                    .iter()
+                    .filter(|c| !c.stored)
+                    .map(|c| (c.info, &c.batch))
+                    .collect();
                 let stored = refs.is_empty() || {
                     match store.store.put_pending_batches(&refs) {
                         Ok(()) => true,
@@ -523,7 +537,13 @@ fn spawn_batch_checker(
                 }
                 let mut good = Vec::with_capacity(round.len());
                 let mut bad = Vec::new();
-                for ToCheck { batch, info, check } in round {
+                for ToCheck {
+                    batch,
+                    info,
+                    check,
+                    stored,
+                } in round
+                {
                     let invalid = if check {
                         let ok = shared.check_signatures(&batch.txs);
                         ok.iter().position(|ok| !ok)
@@ -543,6 +563,7 @@ fn spawn_batch_checker(
                                 info,
                                 ok: false,
                                 checked: true,
+                                stored,
                             });
                         }
                         None => good.push(Checked {
@@ -550,6 +571,7 @@ fn spawn_batch_checker(
                             info,
                             ok: true,
                             checked: check,
+                            stored,
                         }),
                     }
                 }
@@ -567,6 +589,8 @@ struct ToCheck {
     batch: Batch,
     info: BatchInfo,
     check: bool,
+    /// Already stored durably (unchecked before): not written again.
+    stored: bool,
 }
 
 /// A peer's batch back from the checker: `ok` when it is to be acknowledged (every signature
@@ -576,6 +600,8 @@ struct Checked {
     info: BatchInfo,
     ok: bool,
     checked: bool,
+    /// Stored durably before it was sent to the checker.
+    stored: bool,
 }
 
 /// One round of peers' batches after the signature check: those to store and acknowledge, and

@@ -285,23 +285,15 @@ impl Adversary {
             return Vec::new();
         }
         f.proved = true;
-        let signers: Vec<(ValidatorIndex, Signature)> =
-            f.acks.iter().map(|(v, (sig, _))| (*v, *sig)).collect();
-        let stored_only = f
-            .acks
-            .iter()
-            .filter(|(_, (_, checked))| !checked)
-            .map(|(v, _)| *v)
-            .collect();
-        let truthful = ProofOfAvailability {
-            info: f.info,
-            signers: signers.clone(),
-            stored_only,
-        };
+        let truthful = ProofOfAvailability::from_acknowledgements(
+            f.info,
+            f.acks
+                .iter()
+                .map(|(v, (sig, checked))| (*v, *sig, *checked)),
+        );
         let lying = ProofOfAvailability {
-            info: f.info,
-            signers,
             stored_only: Vec::new(),
+            ..truthful.clone()
         };
         self.proofs_forged += 2;
         for p in [&truthful, &lying] {

@@ -126,6 +126,27 @@ pub struct ProofOfAvailability {
 }
 
 impl ProofOfAvailability {
+    /// The proof made of acknowledgements given in ascending signer order: each signer, its
+    /// signature and whether its acknowledgement is a checked one.
+    pub fn from_acknowledgements(
+        info: BatchInfo,
+        acks: impl IntoIterator<Item = (ValidatorIndex, Signature, bool)>,
+    ) -> Self {
+        let mut signers = Vec::new();
+        let mut stored_only = Vec::new();
+        for (signer, signature, checked) in acks {
+            signers.push((signer, signature));
+            if !checked {
+                stored_only.push(signer);
+            }
+        }
+        Self {
+            info,
+            signers,
+            stored_only,
+        }
+    }
+
     /// Whether `signer`'s acknowledgement in this proof is a checked one.
     pub fn checked_by(&self, signer: ValidatorIndex) -> bool {
         self.stored_only.binary_search(&signer).is_err()
