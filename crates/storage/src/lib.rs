@@ -9,8 +9,10 @@
 //! * [`MemoryBackend`] (tests, ephemeral nodes) and [`FjallBackend`] (one fjall
 //!   `Database`, one keyspace per [`Column`]) implement it; [`FaultyBackend`]
 //!   wraps either to inject write failures.
-//! * [`StateTree`] is a versioned Jellyfish Merkle Tree (jmt crate, blake3
-//!   hashing) whose nodes live in [`Column::JmtNodes`], each leaf with its
+//! * [`StateTree`] is a versioned Jellyfish Merkle Tree (jmt's roots, proofs
+//!   and node format, blake3 hashing; updated by our own batched walk, one
+//!   pass over a version's sorted keys) whose nodes live in
+//!   [`Column::JmtNodes`], each leaf with its
 //!   key's value (data folders from before that keep values in
 //!   [`Column::JmtValues`], still read). `apply` never writes: it returns the root and a
 //!   [`WriteBatch`] the caller commits (typically merged with block data) so
