@@ -36,6 +36,13 @@ impl Path {
         usize::from(self.len)
     }
 
+    /// Whether `key` starts with this path.
+    pub(super) fn is_prefix_of(&self, key: &[u8; 32]) -> bool {
+        let full = self.depth() / 2;
+        self.bytes[..full] == key[..full]
+            && (self.len.is_multiple_of(2) || self.bytes[full] == key[full] & 0xf0)
+    }
+
     /// The path of the child in slot `nibble` (`depth() < 64`).
     pub(super) fn child(&self, nibble: u8) -> Path {
         debug_assert!(self.len < 64 && nibble < 16);
@@ -133,12 +140,12 @@ pub(super) struct Internal {
 }
 
 impl Internal {
+    /// Leaves below (saturating: decoded counts are checked, and no store holds 2^64 keys).
     pub(super) fn leaf_count(&self) -> u64 {
         self.children
             .iter()
             .flatten()
-            .map(ChildRef::leaf_count)
-            .sum()
+            .fold(0u64, |sum, c| sum.saturating_add(c.leaf_count()))
     }
 
     pub(super) fn hash(&self) -> [u8; 32] {
@@ -258,11 +265,21 @@ impl TreeNode {
                             let version = r.u64()?;
                             let n = match r.u8()? {
                                 0 => None,
-                                1 => Some(r.u64()?),
+                                // An internal node has two leaves below it at least.
+                                1 => match r.u64()? {
+                                    n @ 2.. => Some(n),
+                                    n => {
+                                        return Err(
+                                            r.corrupt(format!("an internal child with {n} leaves"))
+                                        )
+                                    }
+                                },
                                 t => return Err(r.corrupt(format!("bad child type tag {t}"))),
                             };
                             count += 1;
-                            leaves = leaves.saturating_add(n.unwrap_or(1));
+                            leaves = leaves
+                                .checked_add(n.unwrap_or(1))
+                                .ok_or_else(|| r.corrupt("leaf count overflows".into()))?;
                             *slot = Some(ChildRef {
                                 hash,
                                 version,
@@ -325,5 +342,119 @@ impl Bytes<'_, '_> {
 
     fn array(&mut self) -> Result<[u8; 32], StorageError> {
         self.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use borsh::BorshDeserialize;
+
+    fn child(b: u8, leaves: Option<u64>) -> Option<ChildRef> {
+        Some(ChildRef {
+            hash: [b; 32],
+            version: u64::from(b),
+            leaves,
+        })
+    }
+
+    fn sample() -> TreeNode {
+        let mut children = [None; 16];
+        children[0] = child(1, None);
+        children[5] = child(2, Some(7));
+        children[15] = child(3, None);
+        TreeNode::Internal(Box::new(Internal { children }))
+    }
+
+    fn encoded(node: &TreeNode) -> Vec<u8> {
+        let mut out = Vec::new();
+        node.encode(&mut out);
+        out
+    }
+
+    /// Our bytes are jmt's: jmt decodes them to a node that encodes to the same bytes and has
+    /// the same hash, and ours decode back to the same node.
+    #[test]
+    fn nodes_round_trip_through_jmts_encoding() {
+        let leaf = TreeNode::Leaf(Leaf::of([9; 32], b"value"));
+        for node in [sample(), leaf, TreeNode::Null] {
+            let bytes = encoded(&node);
+            let theirs = jmt::storage::Node::deserialize(&mut bytes.as_slice()).unwrap();
+            assert_eq!(borsh::to_vec(&theirs).unwrap(), bytes);
+            let their_hash = match &theirs {
+                jmt::storage::Node::Null => PLACEHOLDER,
+                jmt::storage::Node::Internal(i) => i.hash::<super::super::Blake3Hasher>(),
+                jmt::storage::Node::Leaf(l) => l.hash::<super::super::Blake3Hasher>(),
+            };
+            assert_eq!(their_hash, node.hash());
+            let (ours, rest) = TreeNode::decode(b"k", &bytes).unwrap();
+            assert_eq!(ours, node);
+            assert!(rest.is_empty());
+        }
+    }
+
+    fn rejects(bytes: &[u8]) -> bool {
+        matches!(
+            TreeNode::decode(b"k", bytes),
+            Err(StorageError::Corrupt { .. })
+        )
+    }
+
+    /// Stored bytes jmt would not have written are `Corrupt` errors, never a panic or a node.
+    #[test]
+    fn malformed_nodes_are_corrupt_errors() {
+        let good = encoded(&sample());
+        for len in 0..good.len() {
+            assert!(rejects(&good[..len]), "cut at {len}");
+        }
+        assert!(rejects(&[3]), "node tag");
+        let mut bad_child_tag = good.clone();
+        bad_child_tag[1] = 2;
+        assert!(rejects(&bad_child_tag));
+        let tail = good.len() - 16;
+        let mut count = good.clone();
+        count[tail] = 4;
+        assert!(rejects(&count), "child count");
+        let mut leaves = good.clone();
+        leaves[tail + 8] = 10;
+        assert!(rejects(&leaves), "leaf count");
+        // A lone leaf, no child, an internal child with one leaf, leaf counts that overflow.
+        let mut lone = [None; 16];
+        lone[3] = child(1, None);
+        let lone = encoded(&TreeNode::Internal(Box::new(Internal { children: lone })));
+        assert!(rejects(&lone));
+        let mut none = vec![1];
+        none.extend([0u8; 16]);
+        none.extend([0u8; 16]);
+        assert!(rejects(&none));
+        let mut one = [None; 16];
+        one[0] = child(1, Some(1));
+        one[1] = child(2, None);
+        assert!(rejects(&encoded(&TreeNode::Internal(Box::new(Internal {
+            children: one
+        })))));
+        let mut huge = [None; 16];
+        huge[0] = child(1, Some(u64::MAX));
+        huge[1] = child(2, None);
+        let mut bytes = encoded(&TreeNode::Internal(Box::new(Internal { children: huge })));
+        let n = bytes.len();
+        bytes[n - 8..].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(rejects(&bytes), "overflowing leaf count");
+    }
+
+    #[test]
+    fn paths_are_prefixes_of_their_keys() {
+        let key = [0xab; 32];
+        let mut path = Path::ROOT;
+        for depth in 0..64 {
+            assert!(path.is_prefix_of(&key), "depth {depth}");
+            let mut other = key;
+            if depth > 0 {
+                other[(depth - 1) / 2] ^= if (depth - 1) % 2 == 0 { 0x10 } else { 0x01 };
+                assert!(!path.is_prefix_of(&other), "depth {depth}");
+            }
+            path = path.child(nibble(&key, depth));
+        }
+        assert!(path.is_prefix_of(&key));
     }
 }

@@ -25,8 +25,9 @@ pub(super) struct Change {
 pub(super) trait Source {
     /// The node written at `version` under `path` (a missing node is an error).
     fn node(&self, version: u64, path: &Path) -> Result<Arc<TreeNode>, StorageError>;
-    /// Whether `key` is known to be in the tree of the previous version (`false`: not known).
-    fn known_present(&self, key: &[u8; 32]) -> bool;
+    /// The leaf `key` is known to have in the tree of the previous version (`None`: not
+    /// known, or absent).
+    fn known_leaf(&self, key: &[u8; 32]) -> Option<Leaf>;
 }
 
 /// The nodes a version writes, each under its path (all at that version).
@@ -186,19 +187,23 @@ impl<S: Source> Update<'_, S> {
         entry: ChildRef,
         changes: &[Change],
     ) -> Result<Sub, StorageError> {
-        // A key known to be in the tree whose path ends at a leaf: that leaf is the key's own,
-        // so its new value replaces it without reading it.
+        // A key known to be in the tree whose path ends at a leaf with the hash the key's known
+        // leaf has: that leaf is the key's own, so its new value replaces it without reading it.
         if let ([change], true) = (changes, entry.is_leaf()) {
             if let Some(leaf) = change.leaf {
-                if self.source.known_present(&change.key) {
+                let known = self.source.known_leaf(&change.key);
+                if known.is_some_and(|k| k.hash() == entry.hash) {
                     return Ok(Sub::Leaf(leaf));
                 }
             }
         }
         let node = self.source.node(entry.version, &path)?;
         match &*node {
-            TreeNode::Leaf(leaf) if entry.is_leaf() => Ok(self.at_leaf(path, leaf, entry, changes)),
-            TreeNode::Internal(internal) if !entry.is_leaf() => {
+            TreeNode::Leaf(leaf) if entry.is_leaf() && path.is_prefix_of(&leaf.key) => {
+                Ok(self.at_leaf(path, leaf, entry, changes))
+            }
+            // A key hash has 64 nibbles: no internal node is that deep.
+            TreeNode::Internal(internal) if !entry.is_leaf() && path.depth() < 64 => {
                 self.at_internal(path, internal, entry, changes)
             }
             _ => Err(StorageError::Tree(format!(
@@ -285,7 +290,9 @@ impl<S: Source> Update<'_, S> {
                         .ok_or_else(|| StorageError::Tree("a lone leaf without an entry".into()))?;
                     let child = path.child(i as u8);
                     match &*self.source.node(c.version, &child)? {
-                        TreeNode::Leaf(leaf) => Ok(Sub::Leaf(*leaf)),
+                        TreeNode::Leaf(leaf) if child.is_prefix_of(&leaf.key) => {
+                            Ok(Sub::Leaf(*leaf))
+                        }
                         _ => Err(StorageError::Tree(format!(
                             "the node at version {} depth {} is not the leaf its parent says",
                             c.version,
