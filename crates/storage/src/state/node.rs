@@ -125,7 +125,7 @@ impl Leaf {
     }
 }
 
-fn hash_pair(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+pub(super) fn hash_pair(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
     let mut buf = [0u8; 16 + 64];
     buf[..16].copy_from_slice(INTERNAL_SEPARATOR);
     buf[16..48].copy_from_slice(left);

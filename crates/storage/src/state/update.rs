@@ -311,3 +311,136 @@ impl<S: Source> Update<'_, S> {
         Ok(self.write_internal(path, Internal { children }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use super::super::node::{hash_pair, PLACEHOLDER};
+    use super::*;
+
+    /// Nodes in memory, and the leaves of the newest version (what a value cache would know).
+    #[derive(Default)]
+    struct Memory {
+        nodes: HashMap<(u64, Path), Arc<TreeNode>>,
+        known: HashMap<[u8; 32], Leaf>,
+    }
+
+    impl Source for Memory {
+        fn node(&self, version: u64, path: &Path) -> Result<Arc<TreeNode>, StorageError> {
+            self.nodes
+                .get(&(version, *path))
+                .cloned()
+                .ok_or_else(|| StorageError::Tree(format!("no node at v{version} {path:?}")))
+        }
+
+        fn known_leaf(&self, key: &[u8; 32]) -> Option<Leaf> {
+            self.known.get(key).copied()
+        }
+    }
+
+    fn bit(key: &[u8; 32], i: usize) -> bool {
+        key[i / 8] & (0x80 >> (i % 8)) != 0
+    }
+
+    /// The sparse Merkle root of `leaves` (sorted) by its definition, one bit at a time.
+    fn smt_root(leaves: &[Leaf], depth: usize) -> [u8; 32] {
+        match leaves {
+            [] => PLACEHOLDER,
+            [leaf] => leaf.hash(),
+            _ => {
+                let split = leaves.partition_point(|l| !bit(&l.key, depth));
+                hash_pair(
+                    &smt_root(&leaves[..split], depth + 1),
+                    &smt_root(&leaves[split..], depth + 1),
+                )
+            }
+        }
+    }
+
+    /// The leaf of `key` in the tree of `version`, by walking it.
+    fn find(memory: &Memory, version: u64, key: &[u8; 32]) -> Option<Leaf> {
+        let (mut v, mut path) = (version, Path::ROOT);
+        loop {
+            match &*memory.node(v, &path).unwrap() {
+                TreeNode::Null => return None,
+                TreeNode::Leaf(leaf) => {
+                    assert!(path.is_prefix_of(&leaf.key));
+                    return (leaf.key == *key).then_some(*leaf);
+                }
+                TreeNode::Internal(internal) => {
+                    let n = nibble(key, path.depth());
+                    let c = internal.children[usize::from(n)]?;
+                    (v, path) = (c.version, path.child(n));
+                }
+            }
+        }
+    }
+
+    /// Keys that share long prefixes (down to the last bit, so leaves at depth 64 and long
+    /// chains of internal nodes with one internal child), inserted and deleted at random:
+    /// every version's root is the sparse Merkle root of its keys by definition, and every
+    /// key walks to its leaf (or to none) in every version.
+    #[test]
+    fn deep_shared_prefixes_keep_the_definition() {
+        let mut seed = 0x5EED_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let base = *blake3::hash(b"base").as_bytes();
+        let mut keys = vec![base];
+        for b in [
+            255, 254, 253, 252, 251, 248, 240, 200, 129, 128, 64, 9, 4, 3, 0,
+        ] {
+            let mut k = base;
+            k[b / 8] ^= 0x80 >> (b % 8);
+            keys.push(k);
+            let mut k2 = k;
+            k2[31] ^= 1;
+            keys.push(k2);
+        }
+        keys.sort();
+        keys.dedup();
+        let mut memory = Memory::default();
+        let mut model: BTreeMap<[u8; 32], Leaf> = BTreeMap::new();
+        let mut history = Vec::new();
+        for version in 0..300u64 {
+            let mut changes: BTreeMap<[u8; 32], Option<Leaf>> = BTreeMap::new();
+            for _ in 0..1 + next() % 6 {
+                let key = keys[(next() % keys.len() as u64) as usize];
+                let leaf = (next() % 3 != 0).then(|| Leaf::of(key, &next().to_le_bytes()));
+                changes.insert(key, leaf);
+            }
+            let changes: Vec<Change> = changes
+                .into_iter()
+                .map(|(key, leaf)| Change { key, leaf })
+                .collect();
+            let (root, nodes) = apply(&memory, version.checked_sub(1), version, &changes).unwrap();
+            for c in &changes {
+                match c.leaf {
+                    Some(leaf) => model.insert(c.key, leaf),
+                    None => model.remove(&c.key),
+                };
+            }
+            let leaves: Vec<Leaf> = model.values().copied().collect();
+            assert_eq!(root, smt_root(&leaves, 0), "version {version}");
+            for (path, node) in nodes {
+                assert!(memory.nodes.insert((version, path), node).is_none());
+            }
+            memory.known = model.clone().into_iter().collect();
+            history.push(model.clone());
+        }
+        for (version, snapshot) in history.iter().enumerate() {
+            for key in &keys {
+                assert_eq!(
+                    find(&memory, version as u64, key),
+                    snapshot.get(key).copied(),
+                    "version {version}"
+                );
+            }
+        }
+    }
+}
