@@ -364,10 +364,10 @@ impl<B: KvBackend> Reader<'_, B> {
         Ok(Some((node, Some(value))))
     }
 
-    /// The node written at `version` under `path`, which its parent names: missing is an error.
-    fn node(&self, version: Version, path: &Path) -> Result<Arc<TreeNode>, StorageError> {
+    /// Like `fetch`, for a node its parent names (or a version's root): missing is an error.
+    fn fetch_named(&self, version: Version, path: &Path) -> Result<Fetched, StorageError> {
         match self.fetch(version, path)? {
-            Some((node, _)) => Ok(node),
+            Some(fetched) => Ok(fetched),
             None if path.depth() == 0 => Err(StorageError::UnknownVersion(version)),
             None => Err(StorageError::Tree(format!(
                 "missing node at version {version} depth {}",
@@ -442,16 +442,8 @@ impl<B: KvBackend> Reader<'_, B> {
         // A key hash has 64 nibbles: a leaf is at most that deep.
         loop {
             let (v, path) = at;
-            let (node, carried) = self.fetch(v, &path)?.ok_or_else(|| {
-                if path.depth() == 0 {
-                    StorageError::UnknownVersion(version)
-                } else {
-                    StorageError::Tree(format!(
-                        "missing node at version {v} depth {}",
-                        path.depth()
-                    ))
-                }
-            })?;
+            let (node, carried) = self.fetch_named(v, &path)?;
+
             match &*node {
                 // Only an empty tree's root is null.
                 TreeNode::Null if path.depth() == 0 => return Ok(None),
@@ -535,7 +527,7 @@ struct UpdateSource<'a, B: KvBackend> {
 
 impl<B: KvBackend> update::Source for UpdateSource<'_, B> {
     fn node(&self, version: u64, path: &Path) -> Result<Arc<TreeNode>, StorageError> {
-        self.reader.node(version, path)
+        Ok(self.reader.fetch_named(version, path)?.0)
     }
 
     fn known_leaf(&self, key: &[u8; 32]) -> Option<Leaf> {
